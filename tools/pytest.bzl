@@ -1,0 +1,34 @@
+"""py_pytest_test: one Bazel test target that runs one pytest file.
+
+Slipway's single way to declare a test: `tests/` mirrors `lib/`, `jobs/`,
+`service/` and `tools/`, and each `test_*.py` there gets one target, so Bazel
+caches, shards and reports each file on its own.
+"""
+
+load("@pypi//:requirements.bzl", "requirement")
+load("@rules_python//python:defs.bzl", "py_test")
+
+def py_pytest_test(name, srcs, deps = [], data = [], args = [], **kwargs):
+    """Runs the pytest file `srcs[0]` (with conftest.py files) under py_test.
+
+    Args:
+        name: target name, by convention the file name without `.py`.
+        srcs: the test file first, then any helper modules it imports.
+        deps: libraries the test imports; pytest and the shared conftest are
+            added here so a BUILD file never repeats them.
+        data: files and binaries the test reads or runs (runfiles).
+        args: extra pytest arguments.
+        **kwargs: passed to py_test (size, timeout, tags, env, ...).
+    """
+    py_test(
+        name = name,
+        srcs = srcs + [Label("//tools:pytest_main.py")],
+        main = Label("//tools:pytest_main.py"),
+        args = ["$(rootpath %s)" % srcs[0]] + args,
+        deps = deps + [
+            requirement("pytest"),
+            Label("//tests:conftest"),
+        ],
+        data = data,
+        **kwargs
+    )
