@@ -1,1 +1,197 @@
-"""Fixtures shared by every Slipway test."""
+"""Fixtures shared by every Slipway test.
+
+The processed digits, a data dir with a trained model in the embedded registry, a real
+`mlflow server` on 127.0.0.1, and a runner for the job entry points.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+# Not resolved: under Bazel the tree is a runfiles symlink farm.
+REPO = Path(__file__).parent.parent
+SERVER_START_SECONDS = 90
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    """The repository root (the folder holding lib/, jobs/, tests/)."""
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def job_env() -> dict[str, str]:
+    """Environment for job subprocesses: inherited, minus Slipway/MLflow settings, no bars."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLIPWAY_", "MLFLOW_TRACKING_URI", "BUILD_WORKSPACE_DIRECTORY"))
+    }
+    env["SLIPWAY_NO_PROGRESS"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture(scope="session")
+def run_job(job_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run `jobs/<job>/main.py` with arguments; returns the completed process (text)."""
+
+    def run(
+        job: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 300,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(REPO / "jobs" / job / "main.py"), *args],
+            env={**job_env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd,
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def digits_frame():  # type: ignore[no-untyped-def]
+    """The validated digits table (1,797 rows)."""
+    from slipway import data
+
+    return data.validate(data.load_digits_frame())
+
+
+@pytest.fixture(scope="session")
+def processed_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A processed-data root holding the digits split with seed 0 (read-only for tests)."""
+    from slipway import data
+
+    root = tmp_path_factory.mktemp("processed")
+    data.process("digits", root, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_data_dir(tmp_path_factory: pytest.TempPathFactory, processed_root: Path) -> Path:
+    """A data dir with processed digits and an embedded registry holding one small model.
+
+    Version 1 of `digits-classifier` (3 epochs, one hidden layer of 64) is `challenger`.
+    Copy it (see `data_dir_copy`) before changing aliases.
+    """
+    from slipway.models import ModelConfig
+    from slipway.registry import Registry
+    from slipway.training import TrainConfig
+    from slipway.workflows import train_and_register
+
+    data_dir = tmp_path_factory.mktemp("trained")
+    shutil.copytree(processed_root, data_dir / "processed")
+    train_and_register(
+        registry=Registry.for_data_dir(data_dir),
+        processed=data_dir / "processed",
+        model_name="digits-classifier",
+        model_config=ModelConfig(hidden=(64,), dropout=0.0),
+        train_config=TrainConfig(epochs=3, batch_size=64, seed=0),
+        checkpoint_path=data_dir / "checkpoints" / "last.pt",
+        progress=False,
+    )
+    return data_dir
+
+
+@pytest.fixture
+def data_dir_copy(trained_data_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of `trained_data_dir` (artifacts still read from the original)."""
+    dest = tmp_path / "data"
+    shutil.copytree(trained_data_dir, dest)
+    return dest
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def unreachable_uri() -> str:
+    """An http URI on 127.0.0.1 where nothing listens."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start a real `mlflow server` on 127.0.0.1 (SQLite backend, proxied artifacts).
+
+    Yields its http URI once `/health` answers; stops it at the end of the session.
+    """
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = open(root / "server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"mlflow server exited with {proc.returncode}; see {root / 'server.log'}"
+                )
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start in {SERVER_START_SECONDS}s")
+            time.sleep(0.5)
+        yield uri
+    finally:
+        # The server runs uvicorn in child processes: signal the whole session we started.
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)

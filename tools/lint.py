@@ -62,8 +62,12 @@ def first_changed_line(original: str, formatted: str) -> int:
     return 1
 
 
-def run_tool(command: Sequence[str], stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(command), input=stdin, capture_output=True, text=True, cwd=cwd, check=False)
+def run_tool(
+    command: Sequence[str], stdin: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(command), input=stdin, capture_output=True, text=True, cwd=cwd, check=False
+    )
 
 
 def buildifier_findings(buildifier: str, root: Path, files: Iterable[Path], fix: bool) -> list[str]:
@@ -79,8 +83,12 @@ def buildifier_findings(buildifier: str, root: Path, files: Iterable[Path], fix:
                 (root / path).write_text(formatted.stdout)
             else:
                 line = first_changed_line(text, formatted.stdout)
-                findings.append(f"{path}:{line}: buildifier: not formatted (tools/bazel run //tools:format fixes it)")
-        lint = run_tool([buildifier, "-mode=check", "-lint=warn", "-format=text", str(path)], cwd=root)
+                findings.append(
+                    f"{path}:{line}: buildifier: not formatted (tools/bazel run //tools:format fixes it)"
+                )
+        lint = run_tool(
+            [buildifier, "-mode=check", "-lint=warn", "-format=text", str(path)], cwd=root
+        )
         for message in lint.stderr.splitlines() + lint.stdout.splitlines():
             if message.startswith(str(path) + ":"):
                 location, _, rest = message.partition(": ")
@@ -109,21 +117,29 @@ def ruff_findings(ruff: str, root: Path, files: Sequence[Path], fix: bool) -> li
         location, _, rest = message.partition(": unformatted: ")
         if rest:
             path, line = location.split(":")[:2]
-            findings.append(f"{path}:{line}: ruff format: not formatted (tools/bazel run //tools:format fixes it)")
+            findings.append(
+                f"{path}:{line}: ruff format: not formatted (tools/bazel run //tools:format fixes it)"
+            )
     return findings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, help="tree to check (default: the workspace under `bazel run`)")
-    parser.add_argument("--fix", action="store_true", help="rewrite files in place, then report what is left")
+    parser.add_argument(
+        "--root", type=Path, help="tree to check (default: the workspace under `bazel run`)"
+    )
+    parser.add_argument(
+        "--fix", action="store_true", help="rewrite files in place, then report what is left"
+    )
     parser.add_argument("--buildifier", default=os.environ.get("BUILDIFIER", "buildifier"))
     parser.add_argument("--ruff", default=os.environ.get("RUFF", "ruff"))
     args = parser.parse_args(argv)
 
     root = args.root or Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY", "."))
     # Tool paths from Bazel are relative to the runfiles; the tools run in `root`.
-    buildifier, ruff = (os.path.abspath(t) if os.sep in t else t for t in (args.buildifier, args.ruff))
+    buildifier, ruff = (
+        os.path.abspath(t) if os.sep in t else t for t in (args.buildifier, args.ruff)
+    )
     files = source_files(root)
     findings = buildifier_findings(buildifier, root, [f for f in files if is_starlark(f)], args.fix)
     findings += ruff_findings(ruff, root, [f for f in files if is_checked_python(f)], args.fix)

@@ -17,7 +17,19 @@ import pytest
 
 SCRIPT = Path("tools/bazel")
 # Tools the script needs, without any Bazel: PATH for the "no Bazel" cases.
-NEEDED = ["bash", "dirname", "basename", "id", "cat", "mkdir", "rm", "mv", "awk", "flock", "python3"]
+NEEDED = [
+    "bash",
+    "dirname",
+    "basename",
+    "id",
+    "cat",
+    "mkdir",
+    "rm",
+    "mv",
+    "awk",
+    "flock",
+    "python3",
+]
 
 
 @pytest.fixture
@@ -41,7 +53,9 @@ def sandbox() -> Iterator[Path]:
     shutil.rmtree(tmp_path)
 
 
-def run(sandbox: Path, env: dict[str, str], *args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    sandbox: Path, env: dict[str, str], *args: str, user: int | None = None
+) -> subprocess.CompletedProcess[str]:
     base = {
         "PATH": str(sandbox / "bin"),
         "HOME": str(sandbox),
@@ -67,7 +81,9 @@ def can_drop_to_nobody() -> str | None:
         return "the test runs as a non-root user already"
     if not shutil.which("setpriv"):
         return "setpriv (util-linux) is not installed"
-    probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "true"], check=False)
+    probe = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "true"], check=False
+    )
     if probe.returncode != 0:
         return "this sandbox cannot switch to the nobody user"
     return None
@@ -114,7 +130,10 @@ def test_not_root_and_no_bazel(sandbox: Path) -> None:
         pytest.skip(f"cannot run as a non-root user: {reason}")
     result = run(sandbox, {"SLIPWAY_BAZEL_MODE": "offline"}, "version", user=65534)
     assert result.returncode == 1
-    assert "no Bazel >= 7 found, and installing Debian's bazel-bootstrap 7.7.1 needs root" in result.stderr
+    assert (
+        "no Bazel >= 7 found, and installing Debian's bazel-bootstrap 7.7.1 needs root"
+        in result.stderr
+    )
     assert not (sandbox / "bazel-home").exists()
 
 
@@ -135,7 +154,9 @@ def test_unreachable_archive_fails_at_the_first_step_and_writes_nothing(sandbox:
     if os.geteuid() != 0:
         pytest.skip("the installer runs only as root; this test runs as a non-root user")
     mirror = f"http://127.0.0.1:{closed_port()}/debian"
-    result = run(sandbox, {"SLIPWAY_BAZEL_MODE": "offline", "SLIPWAY_DEBIAN_MIRROR": mirror}, "version")
+    result = run(
+        sandbox, {"SLIPWAY_BAZEL_MODE": "offline", "SLIPWAY_DEBIAN_MIRROR": mirror}, "version"
+    )
     assert result.returncode == 1
     assert f"install step 1/5 failed: Debian's archive at {mirror} is unreachable" in result.stderr
     assert not (sandbox / "bazel-home").exists()

@@ -72,7 +72,9 @@ def test_python_lint_error_names_file_and_line(tree: Path) -> None:
 
 def test_fix_rewrites_in_place_and_leaves_nothing(tree: Path) -> None:
     (tree / "lib" / "x.py").write_text(CLEAN_PY.replace("return 2 * x", "return 2*x"))
-    (tree / "lib" / "BUILD.bazel").write_text(CLEAN_BUILD.replace('srcs = ["x.py"]', "srcs=['x.py']"))
+    (tree / "lib" / "BUILD.bazel").write_text(
+        CLEAN_BUILD.replace('srcs = ["x.py"]', "srcs=['x.py']")
+    )
     assert lint(tree, "--fix").returncode == 0
     assert (tree / "lib" / "x.py").read_text() == CLEAN_PY
     assert (tree / "lib" / "BUILD.bazel").read_text() == CLEAN_BUILD

@@ -28,4 +28,6 @@ def test_source_tree_is_clean() -> None:
         text=True,
         check=False,
     )
-    assert result.returncode == 0, f"style findings (fix: tools/bazel run //tools:format):\n{result.stdout}{result.stderr}"
+    assert result.returncode == 0, (
+        f"style findings (fix: tools/bazel run //tools:format):\n{result.stdout}{result.stderr}"
+    )

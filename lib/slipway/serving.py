@@ -1,0 +1,454 @@
+"""Online inference: the model a server process holds, and the Open Inference Protocol.
+
+The service (`service/`) is a thin Flask layer over this module. Request and response
+bodies follow the Open Inference Protocol (KServe V2) REST JSON form
+(https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/):
+
+    request   {"id": "...", "inputs": [{"name": "pixels", "datatype": "FP32",
+                "shape": [N, 64], "data": [...N*64 numbers, flat or nested...]}],
+               "outputs": [{"name": "label"}]}          # "outputs" is optional
+    response  {"model_name": "...", "model_version": "...", "id": "...",
+               "outputs": [{"name": "label", "datatype": "INT64", "shape": [N], "data": [...]}]}
+
+The N rows of one request are one batch: one forward pass. Pixel values are raw counts
+in [0, 16] (see `slipway.data`), scaled here by `slipway.preprocessing`.
+
+A `ModelHolder` loads its model on a background thread, so a server answers health
+checks (live, not ready) while the registry is slow or down; it retries only while the
+registry is unreachable, and keeps the reason when loading fails for good.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from slipway.data import NUM_CLASSES, NUM_FEATURES, PIXEL_MAX
+from slipway.errors import RegistryUnavailableError, SlipwayError
+from slipway.preprocessing import scale_pixels
+from slipway.registry import DEFAULT_MODEL_NAME
+
+LOG = logging.getLogger(__name__)
+
+INPUT_NAME = "pixels"
+LOGITS = "logits"
+LABEL = "label"
+PROBABILITY = "probability"
+OUTPUT_NAMES = (LOGITS, LABEL, PROBABILITY)
+DEFAULT_OUTPUTS = (LABEL, PROBABILITY)
+
+# Numeric V2 datatypes accepted for the pixel input; every one is cast to float32.
+NUMERIC_DATATYPES = frozenset(
+    {
+        "FP16",
+        "FP32",
+        "FP64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+    }
+)
+V2_DATATYPES = NUMERIC_DATATYPES | {"BOOL", "BYTES", "BF16"}
+
+ENV_PREFIX = "SLIPWAY_"
+
+# Model states, as reported by readiness endpoints and the `slipway_model_ready` gauge.
+LOADING = "loading"
+READY = "ready"
+FAILED = "failed"
+
+
+class RequestError(SlipwayError):
+    """A client's request is invalid; `status` is the HTTP status to answer with (4xx)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ModelNotReadyError(SlipwayError):
+    """The model is still loading or failed to load (HTTP 503)."""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Settings of one inference server process.
+
+    Exactly one model source is used: `model_dir` if set, else `model_uri`
+    (`models:/<name>@champion` by default) from the registry at `tracking_uri`
+    (else `$MLFLOW_TRACKING_URI`, else the embedded store under `data_dir`).
+
+    Attributes:
+        model_dir: a model directory written by `slipway.models.save_model_dir`.
+        model_uri: a registry URI, `models:/<name>@<alias>` or `models:/<name>/<n>`.
+        model_name: the name served under `/v2/models/<name>`; defaults to the
+            registered name, else `digits-classifier`.
+        tracking_uri: MLflow tracking/registry URI.
+        data_dir: data dir of the embedded registry.
+        max_batch_size: most rows per request (more: 413).
+        max_body_bytes: largest request body in bytes (more: 413).
+        torch_threads: intra-op threads of torch in this process.
+        load_retry_seconds: pause between attempts while the registry is unreachable.
+        load_timeout_seconds: give up retrying after this many seconds.
+        infer_wait_seconds: how long an inference request waits for a model that is
+            still loading (e.g. in a worker that was just recycled) before a 503.
+    """
+
+    model_dir: str | None = None
+    model_uri: str = f"models:/{DEFAULT_MODEL_NAME}@champion"
+    model_name: str | None = None
+    tracking_uri: str | None = None
+    data_dir: str | None = None
+    max_batch_size: int = 1024
+    max_body_bytes: int = 1 << 20
+    torch_threads: int = 1
+    load_retry_seconds: float = 5.0
+    load_timeout_seconds: float = 600.0
+    infer_wait_seconds: float = 10.0
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> ServiceConfig:
+        """Build from keys named like the attributes (any case) or `SLIPWAY_<NAME>`.
+
+        Empty strings count as unset; `SLIPWAY_TRACKING_URI` falls back to
+        `MLFLOW_TRACKING_URI` and `data_dir` to `SLIPWAY_DATA_DIR`.
+
+        Raises:
+            ValueError: a number does not parse or is out of range.
+        """
+        found: dict[str, Any] = {}
+        for name, kind in cls.__annotations__.items():
+            for key in (name, name.upper(), ENV_PREFIX + name.upper()):
+                raw = values.get(key)
+                if raw is not None and raw != "":
+                    found[name] = _parse(name, raw, kind)
+                    break
+        if "tracking_uri" not in found and values.get("MLFLOW_TRACKING_URI"):
+            found["tracking_uri"] = values["MLFLOW_TRACKING_URI"]
+        config = cls(**found)
+        for name in ("max_batch_size", "max_body_bytes", "torch_threads"):
+            if getattr(config, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
+        return config
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceConfig:
+        """Build from `SLIPWAY_*` environment variables (see `from_mapping`)."""
+        return cls.from_mapping(os.environ if environ is None else environ)
+
+
+def _parse(name: str, raw: Any, kind: str) -> Any:
+    try:
+        if "int" in kind:
+            return int(raw)
+        if "float" in kind:
+            return float(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: not a number: {raw!r}") from exc
+    return str(raw)
+
+
+@dataclass
+class ModelHolder:
+    """The one model a server process serves, loaded on a background thread.
+
+    `state` goes `loading` -> `ready`, or `loading` -> `failed` (reason in `error`).
+    """
+
+    config: ServiceConfig
+    state: str = LOADING
+    error: str | None = None
+    name: str = DEFAULT_MODEL_NAME
+    version: str = ""
+    module: torch.nn.Module | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    _loaded: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        if self.config.model_name:
+            self.name = self.config.model_name
+        elif not self.config.model_dir:
+            from slipway.registry import parse_model_uri
+
+            with contextlib.suppress(ValueError):  # reported by load()
+                self.name = parse_model_uri(self.config.model_uri).name
+
+    @property
+    def ready(self) -> bool:
+        """True once the model is loaded and warmed up."""
+        return self.state == READY
+
+    def start(self, on_done: Callable[[ModelHolder], None] | None = None) -> threading.Thread:
+        """Load the model on a daemon thread, then call `on_done(self)`; returns the thread."""
+
+        def run() -> None:
+            self.load()
+            if on_done is not None:
+                on_done(self)
+
+        thread = threading.Thread(target=run, name="slipway-model-loader", daemon=True)
+        thread.start()
+        return thread
+
+    def load(self) -> None:
+        """Load the model (retrying while the registry is unreachable); never raises.
+
+        On failure the state becomes `failed` and the reason is logged and kept in `error`.
+        """
+        deadline = time.monotonic() + self.config.load_timeout_seconds
+        try:
+            while True:
+                try:
+                    module, metadata = self._load_once()
+                    break
+                except RegistryUnavailableError as exc:
+                    if time.monotonic() + self.config.load_retry_seconds > deadline:
+                        raise
+                    LOG.warning(
+                        "registry unreachable, retrying in %.1fs: %s",
+                        self.config.load_retry_seconds,
+                        exc,
+                    )
+                    time.sleep(self.config.load_retry_seconds)
+            self._warm_up(module)
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the server live, not ready
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.state = FAILED
+            LOG.error("model failed to load; serving health checks only: %s", self.error)
+        else:
+            self.module, self.metadata = module, metadata
+            self.version = str(metadata.get("registered_version", ""))
+            if not self.config.model_name and metadata.get("registered_name"):
+                self.name = str(metadata["registered_name"])
+            self.state = READY
+            LOG.info("model %s version %r ready", self.name, self.version or "-")
+        finally:
+            self._loaded.set()
+
+    def _load_once(self) -> tuple[torch.nn.Module, dict[str, Any]]:
+        if self.config.model_dir:
+            from slipway.models import load_model_dir
+
+            loaded = load_model_dir(self.config.model_dir)
+            metadata = dict(loaded.metadata)
+            metadata["model_config"] = loaded.config.to_dict()
+            return loaded.module, metadata
+        from slipway.registry import load_model
+
+        return load_model(
+            self.config.model_uri,
+            tracking_uri=self.config.tracking_uri,
+            data_dir=self.config.data_dir,
+        )
+
+    def _warm_up(self, module: torch.nn.Module) -> None:
+        # The first forward passes allocate and pick kernels; pay for them before ready.
+        with torch.inference_mode():
+            for rows in (1, min(64, self.config.max_batch_size)):
+                logits = module(torch.zeros(rows, NUM_FEATURES))
+                if tuple(logits.shape) != (rows, NUM_CLASSES):
+                    raise ValueError(
+                        f"model maps ({rows}, {NUM_FEATURES}) to {tuple(logits.shape)}, expected ({rows}, {NUM_CLASSES})"
+                    )
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for loading to end; True if the model is ready."""
+        self._loaded.wait(timeout)
+        return self.ready
+
+    def require(self) -> torch.nn.Module:
+        """Return the module, waiting up to `infer_wait_seconds` while it loads.
+
+        Raises:
+            ModelNotReadyError: still loading after the wait, or failed to load.
+        """
+        if self.module is not None:
+            return self.module
+        self.wait(self.config.infer_wait_seconds)
+        if self.module is None:
+            reason = "is still loading" if self.state == LOADING else "failed to load"
+            raise ModelNotReadyError(f"model {self.name!r} {reason}")
+        return self.module
+
+    def forward(self, pixels: np.ndarray) -> torch.Tensor:
+        """Run one batch.
+
+        Args:
+            pixels: `(N, 64)` raw pixel counts in [0, 16], any real dtype.
+
+        Returns:
+            `(N, 10)` float32 logits.
+
+        Raises:
+            ModelNotReadyError: see `require`.
+        """
+        module = self.require()
+        x = torch.from_numpy(scale_pixels(pixels))
+        with torch.inference_mode():
+            return module(x)
+
+    def model_metadata(self) -> dict[str, Any]:
+        """The V2 model metadata response (`GET /v2/models/<name>`)."""
+        return {
+            "name": self.name,
+            "versions": [self.version] if self.version else [],
+            "platform": "pytorch",
+            "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, NUM_FEATURES]}],
+            "outputs": [
+                {"name": LOGITS, "datatype": "FP32", "shape": [-1, NUM_CLASSES]},
+                {"name": LABEL, "datatype": "INT64", "shape": [-1]},
+                {"name": PROBABILITY, "datatype": "FP32", "shape": [-1]},
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A decoded V2 inference request: `(N, 64)` float32 raw pixels and the outputs wanted."""
+
+    pixels: np.ndarray
+    outputs: tuple[str, ...]
+    id: str | None = None
+
+
+def decode_infer_request(body: Any, max_batch_size: int) -> InferRequest:
+    """Validate a parsed V2 request body (see module docstring).
+
+    Args:
+        body: the JSON-decoded request body.
+        max_batch_size: most rows accepted.
+
+    Returns:
+        The pixels as `(N, 64)` float32 raw counts in [0, 16], N >= 1.
+
+    Raises:
+        RequestError: 400 naming the problem (missing field, unknown input or output,
+            wrong shape or datatype, data that does not match the shape, non-numeric or
+            out-of-range values); 413 when N exceeds `max_batch_size`.
+    """
+    if not isinstance(body, dict):
+        raise RequestError(f"request body must be a JSON object, got {_json_type(body)}")
+    request_id = body.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise RequestError(f"'id' must be a string, got {_json_type(request_id)}")
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1:
+        raise RequestError(f"'inputs' must be a list of exactly one tensor named {INPUT_NAME!r}")
+    tensor = inputs[0]
+    if not isinstance(tensor, dict):
+        raise RequestError(f"inputs[0] must be an object, got {_json_type(tensor)}")
+    name, datatype, shape, data = (tensor.get(k) for k in ("name", "datatype", "shape", "data"))
+    if name != INPUT_NAME:
+        raise RequestError(
+            f"unknown input {name!r}; this model takes one input named {INPUT_NAME!r}"
+        )
+    if not isinstance(datatype, str):
+        raise RequestError("inputs[0].datatype must be a string such as 'FP32'")
+    if datatype not in NUMERIC_DATATYPES:
+        known = "unsupported" if datatype in V2_DATATYPES else "unknown"
+        raise RequestError(
+            f"{known} datatype {datatype!r} for input {INPUT_NAME!r}; use a numeric type such as 'FP32'"
+        )
+    if not (isinstance(shape, list) and all(type(d) is int for d in shape)):
+        raise RequestError("inputs[0].shape must be a list of integers")
+    if len(shape) != 2 or shape[1] != NUM_FEATURES or shape[0] < 1:
+        raise RequestError(
+            f"wrong shape {shape} for input {INPUT_NAME!r}; expected [N, {NUM_FEATURES}] with N >= 1"
+        )
+    rows = shape[0]
+    if rows > max_batch_size:
+        raise RequestError(
+            f"too many elements: {rows} rows exceed the limit of {max_batch_size} per request",
+            status=413,
+        )
+    if not isinstance(data, list):
+        raise RequestError("inputs[0].data must be a list of numbers (flat or nested)")
+    array = _to_array(data)
+    if array.size != rows * NUM_FEATURES:
+        raise RequestError(
+            f"inputs[0].data holds {array.size} elements but shape {shape} needs {rows * NUM_FEATURES}"
+        )
+    if datatype.startswith(("INT", "UINT")) and array.dtype.kind == "f":
+        raise RequestError(f"datatype {datatype} needs integer data, got fractional numbers")
+    pixels = array.reshape(rows, NUM_FEATURES).astype(np.float32, copy=False)
+    if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > PIXEL_MAX:
+        raise RequestError(f"pixel values must be finite numbers in [0, {PIXEL_MAX:g}]")
+    outputs = _requested_outputs(body.get("outputs"))
+    return InferRequest(pixels=pixels, outputs=outputs, id=request_id)
+
+
+def _to_array(data: list[Any]) -> np.ndarray:
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError) as exc:  # ragged nesting
+        raise RequestError(
+            f"inputs[0].data is not a regular array: {str(exc).splitlines()[0]}"
+        ) from exc
+    # "b" (JSON true/false), "U" (strings), "O" (objects, null, mixed) are not numbers.
+    if array.dtype.kind not in "iuf":
+        raise RequestError("inputs[0].data must hold only numbers")
+    return array
+
+
+def _requested_outputs(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return DEFAULT_OUTPUTS
+    if not isinstance(raw, list) or not all(isinstance(o, dict) for o in raw):
+        raise RequestError('\'outputs\' must be a list of objects like {"name": "label"}')
+    names = tuple(o.get("name") for o in raw)
+    for name in names:
+        if name not in OUTPUT_NAMES:
+            raise RequestError(f"unknown output {name!r}; this model has {list(OUTPUT_NAMES)}")
+    return names or DEFAULT_OUTPUTS
+
+
+def encode_infer_response(
+    logits: torch.Tensor, request: InferRequest, model_name: str, model_version: str
+) -> dict[str, Any]:
+    """Build the V2 response body for `(N, 10)` float32 logits.
+
+    Outputs: `logits` FP32 `[N, 10]`, `label` INT64 `[N]` (argmax), `probability`
+    FP32 `[N]` (softmax probability of the label); only those in `request.outputs`.
+    """
+    rows = int(logits.shape[0])
+    tensors: dict[str, dict[str, Any]] = {}
+    if LOGITS in request.outputs:
+        tensors[LOGITS] = {
+            "datatype": "FP32",
+            "shape": [rows, NUM_CLASSES],
+            "data": logits.flatten().tolist(),
+        }
+    if LABEL in request.outputs or PROBABILITY in request.outputs:
+        probability, label = torch.softmax(logits, dim=1).max(dim=1)
+        tensors[LABEL] = {"datatype": "INT64", "shape": [rows], "data": label.tolist()}
+        tensors[PROBABILITY] = {"datatype": "FP32", "shape": [rows], "data": probability.tolist()}
+    body: dict[str, Any] = {
+        "model_name": model_name,
+        "model_version": model_version,
+        "outputs": [{"name": name, **tensors[name]} for name in request.outputs],
+    }
+    if request.id is not None:
+        body["id"] = request.id
+    return body
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), "a number"
+    )

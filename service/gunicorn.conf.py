@@ -1,0 +1,94 @@
+"""Production gunicorn configuration of the inference service.
+
+Settings from the environment (defaults fit the cores present):
+
+    SLIPWAY_BIND             host:port; default 127.0.0.1:8080 ($PORT gives 0.0.0.0:$PORT)
+    SLIPWAY_WORKERS          worker processes; default one per core
+    SLIPWAY_THREADS          request threads per worker (gthread); default 4
+    SLIPWAY_TORCH_THREADS    torch intra-op threads per worker; default 1
+    SLIPWAY_TIMEOUT          seconds before a silent worker is killed; default 30
+    SLIPWAY_GRACEFUL_TIMEOUT seconds a worker may take to finish on SIGTERM; default 10
+    SLIPWAY_MAX_REQUESTS     requests before a worker is recycled (0: never); default 50000
+    PROMETHEUS_MULTIPROC_DIR where workers write metrics; default a fresh temp dir
+
+Forking and torch: torch's intra-op thread pool does not survive fork(), and a worker
+forked from a master that used it can hang (benoitc/gunicorn#2478, pytorch/pytorch#49555).
+So the master never imports torch: no `preload_app`, this file imports no Slipway code,
+and each worker imports torch and loads the model itself, after the fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+_env = os.environ
+
+
+def _int(name: str, default: int) -> int:
+    return int(_env.get(name) or default)
+
+
+_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+wsgi_app = "service.app:create_app()"
+bind = _env.get("SLIPWAY_BIND") or (
+    f"0.0.0.0:{_env['PORT']}" if _env.get("PORT") else "127.0.0.1:8080"
+)
+workers = _int("SLIPWAY_WORKERS", _cores)
+threads = _int("SLIPWAY_THREADS", 4)
+worker_class = "gthread"  # keep-alive connections even with one thread
+# Each worker runs its own forward passes: workers x torch threads = cores, not cores^2.
+torch_threads = _int("SLIPWAY_TORCH_THREADS", max(1, _cores // workers))
+_env["SLIPWAY_TORCH_THREADS"] = str(torch_threads)
+# Read by OpenMP when a worker first imports torch.
+_env.setdefault("OMP_NUM_THREADS", str(torch_threads))
+
+preload_app = False  # see the module docstring: never torch in the master
+timeout = _int("SLIPWAY_TIMEOUT", 30)
+# SIGTERM: stop accepting, finish in-flight requests (milliseconds each). gunicorn 26's
+# gthread worker also waits out idle keep-alive connections up to this bound, so keep
+# it short, and below Kubernetes' default 30 s termination grace period.
+graceful_timeout = _int("SLIPWAY_GRACEFUL_TIMEOUT", 10)
+keepalive = 5
+backlog = 2048
+# Recycling bounds slow leaks; the jitter keeps all workers from restarting at once.
+max_requests = _int("SLIPWAY_MAX_REQUESTS", 50000)
+max_requests_jitter = max(1, max_requests // 10) if max_requests else 0
+# The heartbeat file is touched on every request: keep it in memory, not on disk.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+accesslog = _env.get("SLIPWAY_ACCESS_LOG") or None  # off by default: it costs throughput
+errorlog = "-"
+# gunicorn's control socket is one path per user: two servers on a host would clash.
+control_socket_disable = True
+loglevel = _env.get("SLIPWAY_LOG_LEVEL", "info")
+
+# Metrics: every worker writes to files in one directory; it must exist before the
+# first worker imports prometheus_client, and only the master that made it removes it.
+_own_metrics_dir = not _env.get("PROMETHEUS_MULTIPROC_DIR")
+if _own_metrics_dir:
+    _env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="slipway-metrics-")
+_metrics_dir = _env["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def on_starting(server: Any) -> None:
+    if "torch" in sys.modules:
+        logging.getLogger("gunicorn.error").warning(
+            "torch is imported in the gunicorn master; workers may hang after fork"
+        )
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    # Drops the dead worker's live gauges (slipway_model_ready); its counters stay summed.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+
+
+def on_exit(server: Any) -> None:
+    if _own_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -1,0 +1,72 @@
+"""jobs/evaluation: report, plot, promotion policy, and bad input, as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _registry(data_dir: Path):  # type: ignore[no-untyped-def]
+    from slipway.registry import Registry
+
+    return Registry.for_data_dir(data_dir)
+
+
+def test_help(run_job) -> None:  # type: ignore[no-untyped-def]
+    r = run_job("evaluation", "--help")
+    assert r.returncode == 0 and "--min-improvement" in r.stdout and "--alias" in r.stdout
+
+
+def test_promotes_first_candidate_then_keeps_it(run_job, data_dir_copy: Path) -> None:  # type: ignore[no-untyped-def]
+    out = data_dir_copy / "report"
+    r = run_job("evaluation", "--data-dir", str(data_dir_copy), "--output-dir", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "promoted to champion: no champion yet" in r.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["version"] == "1" and report["data"]["rows"] == 269
+    assert report["champion"]["test"]["accuracy"] == report["candidate"]["accuracy"]
+    assert (out / "confusion_matrix.png").read_bytes().startswith(b"\x89PNG")
+    assert (
+        _registry(data_dir_copy).get_version("digits-classifier", alias="champion").version == "1"
+    )
+
+    r = run_job(
+        "evaluation", "--data-dir", str(data_dir_copy), "--output-dir", str(out), "--version", "1"
+    )
+    assert r.returncode == 0 and "already the champion" in r.stdout
+
+
+def test_policy_floor_blocks_promotion(run_job, data_dir_copy: Path) -> None:  # type: ignore[no-untyped-def]
+    r = run_job(
+        "evaluation",
+        "--data-dir",
+        str(data_dir_copy),
+        "--min-value",
+        "0.9999",
+        env={"SLIPWAY_POLICY_METRIC": "macro_f1"},
+    )
+    assert r.returncode == 0, r.stderr
+    assert "not promoted: macro_f1" in r.stdout and "below the floor" in r.stdout
+    assert _registry(data_dir_copy).find_version("digits-classifier", "champion") is None
+    report = json.loads((data_dir_copy / "reports" / "evaluation" / "report.json").read_text())
+    assert report["champion"] is None and report["policy"]["min_value"] == 0.9999
+
+
+def _fails(r, *words: str) -> None:  # type: ignore[no-untyped-def]
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and all(w in last for w in words), r.stderr
+
+
+def test_bad_input(run_job, trained_data_dir: Path, tmp_path: Path, unreachable_uri: str) -> None:  # type: ignore[no-untyped-def]
+    d = ["--data-dir", str(trained_data_dir), "--output-dir", str(tmp_path / "out")]
+    _fails(run_job("evaluation", *d, "--alias", "gold"), "no alias 'gold'")
+    _fails(run_job("evaluation", *d, "--version", "7"), "no version 7")
+    _fails(run_job("evaluation", *d, "--model-name", "other"), "no registered model named 'other'")
+    _fails(run_job("evaluation", *d, "--tracking-uri", unreachable_uri), "cannot reach")
+    _fails(
+        run_job("evaluation", "--data-dir", str(tmp_path), "--processed", str(tmp_path / "none")),
+        "no processed data",
+    )
+    assert run_job("evaluation", *d, "--min-value", "2").returncode == 2
+    assert run_job("evaluation", *d, "--version", "1", "--alias", "champion").returncode == 2

@@ -1,0 +1,129 @@
+"""jobs/training: command line, registration, kill-and-resume, and two-process torchrun DDP."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).parents[2]
+SMALL = ["--hidden", "64", "--epochs", "3", "--batch-size", "64", "--learning-rate", "0.01"]
+
+
+@pytest.fixture
+def data_dir(processed_root: Path, tmp_path: Path) -> Path:
+    shutil.copytree(processed_root, tmp_path / "data" / "processed")
+    return tmp_path / "data"
+
+
+def _registry(data_dir: Path):  # type: ignore[no-untyped-def]
+    from slipway.registry import Registry
+
+    return Registry.for_data_dir(data_dir)
+
+
+def test_help(run_job) -> None:  # type: ignore[no-untyped-def]
+    r = run_job("training", "--help")
+    assert r.returncode == 0 and "--resume" in r.stdout and "SLIPWAY_EPOCHS" in r.stdout
+
+
+def test_trains_logs_and_registers(run_job, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    r = run_job("training", "--data-dir", str(data_dir), *SMALL)
+    assert r.returncode == 0, r.stderr
+    assert "registered digits-classifier version 1 as challenger" in r.stdout
+    reg = _registry(data_dir)
+    info = reg.get_version("digits-classifier", alias="challenger")
+    run = reg.client.get_run(info.run_id or "")
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.hidden"] == "[64]" and run.data.params["train.epochs"] == "3"
+    assert run.data.metrics["val_accuracy"] > 0.8
+    history = reg.client.get_metric_history(info.run_id or "", "train_loss")
+    assert sorted(m.step for m in history) == [1, 2, 3]
+    module, meta = __import__("slipway.registry").registry.load_model(
+        "models:/digits-classifier@challenger", data_dir=data_dir
+    )
+    assert module(torch.zeros(2, 64)).shape == (2, 10) and meta["data_version"].startswith("v1-")
+
+
+def test_bad_input(run_job, tmp_path: Path, data_dir: Path, unreachable_uri: str) -> None:  # type: ignore[no-untyped-def]
+    r = run_job("training", "--data-dir", str(tmp_path / "nothing"), *SMALL)
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith(
+        "error: no processed data"
+    )
+    r = run_job("training", "--data-dir", str(data_dir), "--tracking-uri", unreachable_uri, *SMALL)
+    assert r.returncode == 1 and "error: cannot reach the MLflow tracking server" in r.stderr
+    assert r.stderr.count("error:") == 1
+    assert run_job("training", "--epochs", "0").returncode == 2
+    assert run_job("training", "--hidden", "a,b").returncode == 2
+    assert run_job("training", env={"SLIPWAY_EPOCHS": "lots"}).returncode == 2
+
+
+def test_killed_run_resumes_from_checkpoint(job_env, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from slipway.training import load_checkpoint
+
+    ckpt = data_dir / "checkpoints" / "digits-classifier" / "last.pt"
+    cmd = [
+        sys.executable,
+        str(REPO / "jobs" / "training" / "main.py"),
+        "--data-dir",
+        str(data_dir),
+        "--hidden",
+        "64",
+        "--epochs",
+        "40",
+        "--batch-size",
+        "8",
+        "--checkpoint-seconds",
+        "0",
+    ]
+    proc = subprocess.Popen(cmd, env=job_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not ckpt.exists():
+            assert proc.poll() is None, "training exited before writing a checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 120s"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed = load_checkpoint(ckpt)
+    epoch, run_id = killed["epoch"], killed["extra"]["run_id"]
+    assert 1 <= epoch < 40
+
+    r = subprocess.run([*cmd, "--resume"], env=job_env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"resuming from checkpoint at epoch {epoch}" in r.stderr
+    assert f"(resumed from epoch {epoch})" in r.stdout
+    assert load_checkpoint(ckpt)["epoch"] == 40
+    info = _registry(data_dir).get_version("digits-classifier", alias="challenger")
+    assert info.run_id == run_id  # the killed MLflow run was continued, not replaced
+
+
+def test_two_process_torchrun(job_env, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(REPO / "jobs" / "training" / "main.py"),
+        "--data-dir",
+        str(data_dir),
+        *SMALL,
+    ]
+    r = subprocess.run(cmd, env=job_env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (
+        r.stdout.count("registered digits-classifier version 1 as challenger") == 1
+    )  # rank 0 only
+    info = _registry(data_dir).get_version("digits-classifier", alias="challenger")
+    run = _registry(data_dir).client.get_run(info.run_id or "")
+    assert run.data.params["world_size"] == "2"
+    assert run.data.metrics["val_accuracy"] > 0.8

@@ -1,0 +1,220 @@
+"""Every endpoint and every bad input, against the real gunicorn with 2 workers."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+import requests
+import torch
+from slipway.client import InferenceClient, InferenceServiceError
+from slipway.models import load_model_dir
+from slipway.preprocessing import scale_pixels
+
+if TYPE_CHECKING:
+    from conftest import Server
+
+MODEL_NAME = "digits-classifier"
+INFER = f"/v2/models/{MODEL_NAME}/infer"
+
+
+def pixels(rows: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 17, size=(rows, 64))
+
+
+def request_body(rows: int = 1, **tensor: Any) -> dict[str, Any]:
+    data = pixels(rows)
+    return {
+        "inputs": [
+            {
+                "name": "pixels",
+                "datatype": "INT64",
+                "shape": [rows, 64],
+                "data": data.ravel().tolist(),
+                **tensor,
+            }
+        ]
+    }
+
+
+def test_health_and_metadata(server: Server) -> None:
+    client = server.client()
+    assert client.live()
+    assert client.ready()
+    assert client.model_ready()
+    assert client.server_metadata() == {"name": "slipway", "version": "0.1.0", "extensions": []}
+    meta = client.model_metadata()
+    assert meta["name"] == MODEL_NAME
+    assert meta["inputs"] == [{"name": "pixels", "datatype": "FP32", "shape": [-1, 64]}]
+    assert [o["name"] for o in meta["outputs"]] == ["logits", "label", "probability"]
+    assert requests.get(server.url + f"/v2/models/{MODEL_NAME}/ready").json() == {
+        "name": MODEL_NAME,
+        "ready": True,
+        "state": "ready",
+    }
+
+
+def test_runs_at_least_two_workers(server: Server) -> None:
+    assert len(re.findall(r"Booting worker with pid", server.log())) >= 2
+
+
+@pytest.mark.parametrize("rows", [1, 64])
+def test_infer_matches_the_model(server: Server, model_dir: Path, rows: int) -> None:
+    x = pixels(rows, seed=rows)
+    result = server.client().infer(x, outputs=("label", "probability", "logits"), request_id="r-1")
+    with torch.inference_mode():
+        expected = load_model_dir(model_dir).module(torch.from_numpy(scale_pixels(x))).numpy()
+    assert result.logits is not None and result.label is not None and result.probability is not None
+    np.testing.assert_allclose(result.logits, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(result.label, expected.argmax(axis=1))
+    assert result.probability.shape == (rows,)
+    assert ((result.probability > 0) & (result.probability <= 1)).all()
+    assert result.id == "r-1"
+    assert result.model_version == ""
+
+
+def test_infer_nested_data_and_output_selection(server: Server) -> None:
+    body = request_body(2)
+    body["inputs"][0]["data"] = pixels(2).tolist()  # nested [[64], [64]] is valid V2 too
+    body["outputs"] = [{"name": "label"}]
+    out = server.client().infer_raw(body)
+    assert [o["name"] for o in out["outputs"]] == ["label"]
+    assert out["outputs"][0]["shape"] == [2] and out["outputs"][0]["datatype"] == "INT64"
+    assert "id" not in out
+
+
+def test_fp32_input_gives_the_same_labels(server: Server) -> None:
+    x = pixels(8)
+    client = server.client()
+    ints = client.infer(x)
+    floats = client.infer(x.astype(np.float32))
+    np.testing.assert_array_equal(ints.label, floats.label)
+
+
+def body_with(**changes: Any) -> bytes:
+    body = request_body(2)
+    body["inputs"][0].update(changes)
+    return json.dumps(body).encode()
+
+
+BAD_REQUESTS = {
+    "malformed JSON": (b'{"inputs": [', 400, "malformed JSON"),
+    "not UTF-8": (b"\xff\xfe{", 400, "malformed JSON"),
+    "empty body": (b"", 400, "malformed JSON"),
+    "body not an object": (b"[1, 2]", 400, "JSON object"),
+    "no inputs": (b"{}", 400, "'inputs'"),
+    "two inputs": (json.dumps({"inputs": [{}, {}]}).encode(), 400, "exactly one"),
+    "unknown input name": (body_with(name="image"), 400, "unknown input 'image'"),
+    "wrong shape, 1-D": (body_with(shape=[128]), 400, "wrong shape [128]"),
+    "wrong shape, 63 columns": (body_with(shape=[2, 63]), 400, "wrong shape [2, 63]"),
+    "zero rows": (body_with(shape=[0, 64], data=[]), 400, "wrong shape [0, 64]"),
+    "shape not integers": (body_with(shape=["2", 64]), 400, "shape must be a list of integers"),
+    "data does not fit the shape": (
+        body_with(shape=[3, 64]),
+        400,
+        "holds 128 elements but shape [3, 64] needs 192",
+    ),
+    "ragged data": (body_with(data=[[1] * 64, [1] * 63]), 400, "not a regular array"),
+    "strings in data": (body_with(data=["1"] * 128), 400, "only numbers"),
+    "booleans in data": (body_with(data=[True] * 128), 400, "only numbers"),
+    "null in data": (body_with(data=[None] * 128), 400, "only numbers"),
+    "data not a list": (body_with(data="abc"), 400, "data must be a list"),
+    "pixel out of range": (body_with(data=[17] * 128), 400, "in [0, 16]"),
+    "negative pixel": (body_with(data=[-1] * 128), 400, "in [0, 16]"),
+    "wrong datatype, BYTES": (body_with(datatype="BYTES"), 400, "unsupported datatype 'BYTES'"),
+    "wrong datatype, BOOL": (body_with(datatype="BOOL"), 400, "unsupported datatype 'BOOL'"),
+    "unknown datatype": (body_with(datatype="FLOAT"), 400, "unknown datatype 'FLOAT'"),
+    "fractions for INT64": (body_with(data=[0.5] * 128), 400, "needs integer data"),
+    "unknown output": (
+        json.dumps({**request_body(), "outputs": [{"name": "x"}]}).encode(),
+        400,
+        "unknown output 'x'",
+    ),
+    "too many elements": (
+        body_with(shape=[1025, 64], data=[0] * (1025 * 64)),
+        413,
+        "too many elements",
+    ),
+    "deeply nested JSON": (b"[" * 100000 + b"]" * 100000, 400, "malformed JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS), ids=list(BAD_REQUESTS))
+def test_bad_request_is_a_named_4xx(server: Server, case: str) -> None:
+    body, status, message = BAD_REQUESTS[case]
+    response = requests.post(
+        server.url + INFER, data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    assert message in response.json()["error"]
+
+
+def test_body_over_the_limit_is_413(server: Server) -> None:
+    response = requests.post(
+        server.url + INFER, data=b"0" * (2 << 20), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "request body too large" in response.json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/v2/models/nope", "/v2/models/nope/ready"])
+def test_unknown_model_is_404(server: Server, path: str) -> None:
+    response = requests.get(server.url + path)
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": "unknown model 'nope'; this server serves 'digits-classifier'"
+    }
+
+
+def test_infer_on_unknown_model_is_404(server: Server) -> None:
+    with pytest.raises(InferenceServiceError) as raised:
+        InferenceClient(server.url, model_name="nope").infer(pixels(1))
+    assert raised.value.status == 404
+    assert "unknown model 'nope'" in raised.value.message
+
+
+def test_unknown_path_and_method_are_json(server: Server) -> None:
+    missing = requests.get(server.url + "/v1/models")
+    assert missing.status_code == 404 and missing.json() == {"error": "not found: /v1/models"}
+    wrong = requests.get(server.url + INFER)
+    assert wrong.status_code == 405 and "method GET not allowed" in wrong.json()["error"]
+
+
+def test_metrics_add_up_over_all_workers(server: Server) -> None:
+    def rows_served() -> float:
+        text = requests.get(server.url + "/metrics").text
+        match = re.search(r"^slipway_inference_rows_total (\S+)$", text, re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+
+    before = rows_served()
+    for i in range(20):
+        # A new connection each time, so both workers serve some.
+        requests.post(server.url + INFER, json=request_body(3 if i % 2 else 1)).raise_for_status()
+    # Whichever worker answers the scrape, it reports every worker's samples.
+    assert {rows_served() - before for _ in range(6)} == {40.0}
+    text = server.client().metrics()
+    assert (
+        'slipway_http_requests_total{endpoint="/v2/models/<name>/infer",method="POST",status="200"}'
+        in text
+    )
+    assert "slipway_model_ready 1.0" in text
+    assert "slipway_model_forward_seconds_bucket" in text
+
+
+def test_openapi_document_is_served(server: Server) -> None:
+    doc = requests.get(server.url + "/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    assert {
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2",
+        "/v2/models/{name}",
+        "/v2/models/{name}/ready",
+        "/v2/models/{name}/infer",
+        "/metrics",
+    } <= set(doc["paths"])

@@ -1,0 +1,146 @@
+"""Start-up and shutdown: the registry source, readiness while loading, a failed load, SIGTERM."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+import requests
+from slipway.client import InferenceServiceError
+from slipway.registry import embedded_tracking_uri
+
+if TYPE_CHECKING:
+    from conftest import Server
+
+MODEL_NAME = "digits-classifier"
+START_SECONDS = 120
+
+
+def test_serves_the_champion_from_the_registry(
+    start_server: Callable[..., Server], registry_data_dir: Path
+) -> None:
+    server = start_server(
+        "--model-uri", f"models:/{MODEL_NAME}@champion", "--data-dir", str(registry_data_dir)
+    )
+    client = server.client()
+    client.wait_ready(START_SECONDS)
+    assert client.model_metadata()["versions"] == ["1"]
+    result = client.infer(np.zeros((2, 64), dtype=np.int64))
+    assert result.model_version == "1"
+    assert result.label is not None and result.label.shape == (2,)
+
+
+@pytest.fixture
+def mlflow_server_on(tmp_path: Path) -> Iterator[Callable[[int, Path], None]]:
+    """Start `mlflow server` on a given port over a given embedded registry's database."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(port: int, data_dir: Path) -> None:
+        log = open(tmp_path / "mlflow.log", "wb")  # noqa: SIM115 - the server writes to it
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--backend-store-uri",
+                    embedded_tracking_uri(data_dir),
+                    "--workers",
+                    "1",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=tmp_path,
+            )
+        )
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_live_but_not_ready_while_the_registry_is_down(
+    start_server: Callable[..., Server],
+    registry_data_dir: Path,
+    mlflow_server_on: Callable[[int, Path], None],
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        registry_port = s.getsockname()[1]
+    server = start_server(
+        "--model-uri",
+        f"models:/{MODEL_NAME}@champion",
+        "--tracking-uri",
+        f"http://127.0.0.1:{registry_port}",
+        env={"SLIPWAY_LOAD_RETRY_SECONDS": "0.5", "SLIPWAY_INFER_WAIT_SECONDS": "0"},
+    )
+    server.wait_for_log("registry unreachable, retrying")
+    client = server.client()
+    for _ in range(4):  # ask each worker, whichever answers
+        assert client.live()
+        assert not client.ready()
+        ready = requests.get(server.url + f"/v2/models/{MODEL_NAME}/ready")
+        assert ready.status_code == 503 and ready.json()["state"] == "loading"
+        with pytest.raises(InferenceServiceError) as raised:
+            client.infer(np.zeros((1, 64)))
+        assert raised.value.status == 503 and "still loading" in raised.value.message
+
+    mlflow_server_on(registry_port, registry_data_dir)
+    client.wait_ready(START_SECONDS)
+    deadline = time.monotonic() + START_SECONDS
+    while not all(client.ready() for _ in range(6)):  # every worker, not just the first one
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert client.infer(np.zeros((1, 64))).model_version == "1"
+
+
+def test_a_model_that_fails_to_load_leaves_the_server_live_not_ready(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    (tmp_path / "config.json").write_text("{}")  # no model.pt
+    server = start_server("--model-dir", str(tmp_path))
+    server.wait_for_log("model failed to load")
+    assert "not a model directory" in server.log()
+    client = server.client()
+    deadline = time.monotonic() + START_SECONDS
+    while len([line for line in server.log().splitlines() if "model failed to load" in line]) < 2:
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.1)
+    for _ in range(4):
+        assert client.live()
+        assert not client.ready()
+        assert (
+            requests.get(server.url + f"/v2/models/{MODEL_NAME}/ready").json()["state"] == "failed"
+        )
+        with pytest.raises(InferenceServiceError) as raised:
+            client.infer(np.zeros((1, 64)))
+        assert raised.value.status == 503 and "failed to load" in raised.value.message
+    assert "slipway_model_ready 0.0" in client.metrics()
+
+
+def test_sigterm_shuts_down_gracefully_and_cleans_up(
+    start_server: Callable[..., Server], model_dir: Path, tmp_path: Path
+) -> None:
+    server = start_server("--model-dir", str(model_dir), env={"TMPDIR": str(tmp_path)})
+    with server.client() as client:
+        client.wait_ready(START_SECONDS)
+    assert list(tmp_path.glob("slipway-metrics-*")), "the config makes its metrics dir under TMPDIR"
+    start = time.monotonic()
+    assert server.stop() == 0
+    # Within graceful_timeout (10 s) and the master's own shutdown.
+    assert time.monotonic() - start < 20
+    assert "Handling signal: term" in server.log()
+    assert not list(tmp_path.glob("slipway-metrics-*"))

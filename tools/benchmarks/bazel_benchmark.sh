@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Build-speed benchmark: what a new user and a developer wait for.
+#
+#   tools/benchmarks/bazel_benchmark.sh [--keep]
+#
+# In a fresh clone (a new folder, so a new Bazel output base) of the current
+# HEAD, with a fresh offline Bazel install (SLIPWAY_BAZEL_HOME in a temp dir)
+# and a fresh output root, it times:
+#   1. bootstrap: installing Bazel 7.7.1 (offline mode; skipped online),
+#   2. cold `tools/bazel test //...`,
+#   3. warm no-op `tools/bazel test //...`,
+#   4. `tools/bazel test //...` after touching one library file.
+# Prints a Markdown table (seconds). PyPI downloads go through pip's own cache
+# (~/.cache/pip), so "cold" means a new clone on a machine that has run pip.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+keep=${1:-}
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/slipway-bench.XXXXXX")
+cleanup() {
+  (cd "$scratch/clone" 2>/dev/null && tools/bazel --output_user_root="$scratch/output" shutdown >/dev/null 2>&1) || true
+  if [ "$keep" != --keep ]; then rm -rf "$scratch"; fi
+}
+trap cleanup EXIT
+
+git clone -q "$repo" "$scratch/clone"
+cd "$scratch/clone"
+export SLIPWAY_BAZEL_HOME="$scratch/bazel-home"
+bazel=(tools/bazel --output_user_root="$scratch/output")
+
+seconds() {
+  local start end
+  start=$(date +%s.%N)
+  "$@" >>"$scratch/log" 2>&1 || { echo "failed: $* (log: $scratch/log)" >&2; keep=--keep; exit 1; }
+  end=$(date +%s.%N)
+  python3 -c "print(f'{$end - $start:.1f}')"
+}
+
+bootstrap=$(seconds "${bazel[@]}" info release)
+cold=$(seconds "${bazel[@]}" test //...)
+warm=$(seconds "${bazel[@]}" test //...)
+echo "# touched by the benchmark" >>lib/slipway/metrics.py
+touched=$(seconds "${bazel[@]}" test //...)
+
+cat <<TABLE
+| step | seconds |
+| --- | --- |
+| bootstrap (install Bazel 7.7.1, start the server) | $bootstrap |
+| cold \`tools/bazel test //...\` | $cold |
+| warm no-op \`tools/bazel test //...\` | $warm |
+| after touching one lib file | $touched |
+TABLE
