@@ -67,6 +67,8 @@ def test_bad_input(run_job, tmp_path: Path, data_dir: Path, unreachable_uri: str
 def test_killed_run_resumes_from_checkpoint(job_env, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
     from slipway.training import load_checkpoint
 
+    # Small batches make each epoch long enough to be killed part-way.
+    epochs = 15
     ckpt = data_dir / "checkpoints" / "digits-classifier" / "last.pt"
     cmd = [
         sys.executable,
@@ -76,7 +78,7 @@ def test_killed_run_resumes_from_checkpoint(job_env, data_dir: Path) -> None:  #
         "--hidden",
         "64",
         "--epochs",
-        "40",
+        str(epochs),
         "--batch-size",
         "8",
         "--checkpoint-seconds",
@@ -95,13 +97,13 @@ def test_killed_run_resumes_from_checkpoint(job_env, data_dir: Path) -> None:  #
     assert proc.returncode == -signal.SIGKILL
     killed = load_checkpoint(ckpt)
     epoch, run_id = killed["epoch"], killed["extra"]["run_id"]
-    assert 1 <= epoch < 40
+    assert 1 <= epoch < epochs
 
     r = subprocess.run([*cmd, "--resume"], env=job_env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert f"resuming from checkpoint at epoch {epoch}" in r.stderr
     assert f"(resumed from epoch {epoch})" in r.stdout
-    assert load_checkpoint(ckpt)["epoch"] == 40
+    assert load_checkpoint(ckpt)["epoch"] == epochs
     info = _registry(data_dir).get_version("digits-classifier", alias="challenger")
     assert info.run_id == run_id  # the killed MLflow run was continued, not replaced
 
