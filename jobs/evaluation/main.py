@@ -18,20 +18,7 @@ LOG = logging.getLogger("slipway.jobs.evaluation")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cli.make_parser("evaluation", __doc__ or "")
     cli.add_common_flags(parser)
-    cli.add_flag(
-        parser,
-        "--processed",
-        env="SLIPWAY_PROCESSED_DIR",
-        default=None,
-        help="Processed version dir or root (default: <data-dir>/processed, its LATEST)",
-    )
-    cli.add_flag(
-        parser,
-        "--model-name",
-        env="SLIPWAY_MODEL_NAME",
-        default="digits-classifier",
-        help="Registered model name",
-    )
+    cli.add_processed_flag(parser)
     which = parser.add_mutually_exclusive_group()
     cli.add_flag(
         which,

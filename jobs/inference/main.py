@@ -45,13 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     cli.add_flag(
         parser,
-        "--model-name",
-        env="SLIPWAY_MODEL_NAME",
-        default="digits-classifier",
-        help="Registered model name",
-    )
-    cli.add_flag(
-        parser,
         "--alias",
         env="SLIPWAY_MODEL_ALIAS",
         default="champion",

@@ -86,7 +86,8 @@ def add_flag(
 
 
 def add_common_flags(parser: argparse.ArgumentParser, *, registry: bool = True) -> None:
-    """Add `--data-dir`, `--tracking-uri` (if `registry`), `--log-level` and `--no-progress`."""
+    """Add `--data-dir`, `--tracking-uri` and `--model-name` (if `registry`), `--log-level`
+    and `--no-progress`."""
     add_flag(
         parser,
         "--data-dir",
@@ -103,6 +104,13 @@ def add_common_flags(parser: argparse.ArgumentParser, *, registry: bool = True) 
             default=None,
             help="MLflow tracking/registry URI; unset means the embedded SQLite store in --data-dir",
         )
+        add_flag(
+            parser,
+            "--model-name",
+            env="SLIPWAY_MODEL_NAME",
+            default="digits-classifier",
+            help="Registered model name",
+        )
     add_flag(
         parser,
         "--log-level",
@@ -118,6 +126,17 @@ def add_common_flags(parser: argparse.ArgumentParser, *, registry: bool = True) 
         env="SLIPWAY_NO_PROGRESS",
         action="store_true",
         help="Hide progress bars",
+    )
+
+
+def add_processed_flag(parser: argparse.ArgumentParser) -> None:
+    """Add `--processed`: the processed-data version a job reads."""
+    add_flag(
+        parser,
+        "--processed",
+        env="SLIPWAY_PROCESSED_DIR",
+        default=None,
+        help="Processed version dir or root (default: <data-dir>/processed, its LATEST)",
     )
 
 
