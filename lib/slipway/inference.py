@@ -60,6 +60,14 @@ def predict(
     """
     preds = np.empty(len(x), dtype=np.int64)
     conf = np.empty(len(x), dtype=np.float32)
+    _predict_into(module, x, preds, conf, batch_size)
+    return preds, conf
+
+
+def _predict_into(
+    module: nn.Module, x: np.ndarray, preds: np.ndarray, conf: np.ndarray, batch_size: int
+) -> None:
+    """Write `predict`'s outputs for `x` into the `(len(x),)` views `preds` and `conf`."""
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     with torch.inference_mode():
         for start in range(0, len(x), batch_size):
@@ -67,7 +75,6 @@ def predict(
             p, c = torch.softmax(logits, dim=1).max(dim=1)
             preds[start : start + len(c)] = c.numpy()
             conf[start : start + len(c)] = p.numpy()
-    return preds, conf
 
 
 def shard_of(file_index: int, batch_index: int, num_shards: int) -> int:
@@ -217,30 +224,44 @@ def _predict_file(
     if path.stat().st_size == 0:
         raise DataError(f"input file is empty: {path}")
     columns = [id_column, *FEATURE_COLUMNS]
-    pending: list[pa.RecordBatch] = []
-    pending_rows = 0
+    # Predictions go into buffers allocated once per file, not one small array per batch:
+    # small arrays kept until a write land in the holes that each batch's large, freed
+    # temporaries (activations, pixels) leave in the malloc heap, so the heap, and the
+    # peak RSS, grew with every batch until the write (about 5 MiB per 4096 rows).
+    capacity = max(_WRITE_ROWS, batch_size)
+    preds = np.empty(capacity, dtype=np.int64)
+    conf = np.empty(capacity, dtype=np.float32)
+    ids: list[pa.Array] = []  # copies in Arrow's own pool, outside the malloc heap
+    filled = 0
     total = 0
     writer: pq.ParquetWriter | pacsv.CSVWriter | None = None
     with atomic_path(dest) as tmp:
         try:
             for piece in _my_pieces(path, columns, file_index, batch_size, shard_index, num_shards):
-                ids, pixels = _piece_arrays(piece, id_column, path)
-                preds, conf = predict(module, scale_pixels(pixels), batch_size=batch_size)
-                out = pa.RecordBatch.from_arrays(
-                    [ids, pa.array(preds), pa.array(conf)],
-                    names=[id_column, PREDICTION_COLUMN, CONFIDENCE_COLUMN],
+                n = piece.num_rows
+                if filled + n > capacity:
+                    writer = _write(
+                        writer, tmp, id_column, ids, preds[:filled], conf[:filled], output_format
+                    )
+                    ids, filled = [], 0
+                piece_ids, pixels = _piece_arrays(piece, id_column, path)
+                _predict_into(
+                    module,
+                    scale_pixels(pixels),
+                    preds[filled : filled + n],
+                    conf[filled : filled + n],
+                    batch_size,
                 )
-                pending.append(out)
-                pending_rows += out.num_rows
-                total += out.num_rows
-                bar.update(out.num_rows)
-                if pending_rows >= _WRITE_ROWS:
-                    writer = _write(writer, tmp, pending, output_format)
-                    pending, pending_rows = [], 0
-            if pending or writer is None:
-                if not pending:  # nothing for this shard: still write a valid, empty file
-                    pending = [_empty_output(path, id_column)]
-                writer = _write(writer, tmp, pending, output_format)
+                ids.append(piece_ids)
+                filled += n
+                total += n
+                bar.update(n)
+            if filled or writer is None:
+                if not ids:  # nothing for this shard: still write a valid, empty file
+                    ids = [pa.array([], type=_open_schema(path).field(id_column).type)]
+                writer = _write(
+                    writer, tmp, id_column, ids, preds[:filled], conf[:filled], output_format
+                )
         finally:
             if writer is not None:
                 writer.close()
@@ -250,10 +271,18 @@ def _predict_file(
 def _write(
     writer: pq.ParquetWriter | pacsv.CSVWriter | None,
     tmp: Path,
-    batches: list[pa.RecordBatch],
+    id_column: str,
+    ids: list[pa.Array],
+    preds: np.ndarray,
+    conf: np.ndarray,
     fmt: str,
 ) -> pq.ParquetWriter | pacsv.CSVWriter:
-    table = pa.Table.from_batches(batches)
+    """Write one chunk of output rows, opening `writer` on `tmp` on the first call."""
+    # Zero-copy views of the reused buffers: safe, as the write is done before they refill.
+    table = pa.Table.from_arrays(
+        [pa.chunked_array(ids), pa.array(preds), pa.array(conf)],
+        names=[id_column, PREDICTION_COLUMN, CONFIDENCE_COLUMN],
+    )
     if writer is None:
         writer = (
             pq.ParquetWriter(tmp, table.schema)
@@ -262,18 +291,6 @@ def _write(
         )
     writer.write_table(table)
     return writer
-
-
-def _empty_output(path: Path, id_column: str) -> pa.RecordBatch:
-    id_type = _open_schema(path).field(id_column).type
-    return pa.RecordBatch.from_arrays(
-        [
-            pa.array([], type=id_type),
-            pa.array([], type=pa.int64()),
-            pa.array([], type=pa.float32()),
-        ],
-        names=[id_column, PREDICTION_COLUMN, CONFIDENCE_COLUMN],
-    )
 
 
 def _open_schema(path: Path) -> pa.Schema:
