@@ -1,0 +1,141 @@
+"""`bazel run //<job or service>:image`: load the image, then run it.
+
+    tools/bazel run //jobs/training:image -- --help     run the job with these args
+    tools/bazel run //service:image                     start the service, print its URL
+    tools/bazel run //service:image -- --norun          only load
+
+The engine is Docker where a Docker engine answers, else podman. Containers use
+the host's network (the service listens on 127.0.0.1:$SLIPWAY_PORT, default
+8080) and run as the image's non-root user. The service starts detached, is
+waited for until /v2/health/live answers, and is stopped with `<engine> stop`.
+
+Errors: exits 1 naming the step (load, run, start) that failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def engine() -> str:
+    """The container engine: docker where its engine answers, else podman.
+
+    Raises:
+        SystemExit: neither is available.
+    """
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "info"], capture_output=True).returncode == 0:
+        return docker
+    podman = shutil.which("podman")
+    if podman:
+        return podman
+    raise SystemExit("image: error: neither a Docker engine nor podman is available")
+
+
+def runfiles_dir() -> Path:
+    env = os.environ.get("RUNFILES_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if parent.name.endswith(".runfiles"):
+            return parent
+    return Path.cwd().parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--load", required=True, help="the oci_load executable (runfiles path)")
+    parser.add_argument("--tag", required=True, help="repository:tag the load gives the image")
+    parser.add_argument("--kind", choices=("job", "service"), default="job")
+    parser.add_argument(
+        "args", nargs=argparse.REMAINDER, help="--norun, or arguments for the container"
+    )
+    args = parser.parse_args(argv)
+    rest = args.args[1:] if args.args[:1] == ["--"] else args.args
+    norun = "--norun" in rest
+    rest = [a for a in rest if a != "--norun"]
+    load = Path(args.load)
+    if not load.is_absolute():
+        load = runfiles_dir() / "_main" / args.load
+    env = dict(os.environ, RUNFILES_DIR=str(runfiles_dir()))
+    if subprocess.run([str(load)], env=env).returncode != 0:
+        print("image: error: loading the image failed (see above)", file=sys.stderr)
+        return 1
+    if norun:
+        print(f"image: loaded {args.tag}")
+        return 0
+    cli = engine()
+    if args.kind == "job":
+        return subprocess.run([cli, "run", "--rm", "--network", "host", args.tag, *rest]).returncode
+    port = os.environ.get("SLIPWAY_PORT", "8080")
+    name = f"slipway-service-{port}"
+    subprocess.run([cli, "rm", "--force", name], capture_output=True)
+    started = subprocess.run(
+        [
+            cli,
+            "run",
+            "--detach",
+            "--rm",
+            "--name",
+            name,
+            "--network",
+            "host",
+            "--env",
+            f"SLIPWAY_BIND=127.0.0.1:{port}",
+            *rest_env(rest),
+            args.tag,
+            *rest_args(rest),
+        ],
+    )
+    if started.returncode != 0:
+        print("image: error: starting the service container failed (see above)", file=sys.stderr)
+        return 1
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/v2/health/live", timeout=1)
+            print(
+                f"image: service running at {url} (container {name}; stop: {Path(cli).name} stop {name})"
+            )
+            return 0
+        except OSError:
+            time.sleep(0.2)
+    print(
+        f"image: error: the service did not answer at {url} within 60 s; logs: {Path(cli).name} logs {name}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def rest_env(rest: list[str]) -> list[str]:
+    """`-e K=V` / `--env K=V` pairs among the arguments go to the engine."""
+    out: list[str] = []
+    it = iter(rest)
+    for arg in it:
+        if arg in ("-e", "--env", "-v", "--volume"):
+            out += [arg, next(it, "")]
+    return out
+
+
+def rest_args(rest: list[str]) -> list[str]:
+    out: list[str] = []
+    it = iter(rest)
+    for arg in it:
+        if arg in ("-e", "--env", "-v", "--volume"):
+            next(it, None)
+        else:
+            out.append(arg)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
