@@ -13,18 +13,22 @@ def py_pytest_test(name, srcs, deps = [], data = [], args = [], **kwargs):
 
     Args:
         name: target name, by convention the file name without `.py`.
-        srcs: the test file first, then any helper modules it imports.
+        srcs: the test file (`<name>.py`, else the first), then helper modules
+            and conftest.py files.
         deps: libraries the test imports; pytest and the shared conftest are
             added here so a BUILD file never repeats them.
         data: files and binaries the test reads or runs (runfiles).
         args: extra pytest arguments.
         **kwargs: passed to py_test (size, timeout, tags, env, ...).
     """
+
+    # The file named after the target, wherever the formatter sorted it.
+    main_src = name + ".py" if name + ".py" in srcs else srcs[0]
     py_test(
         name = name,
         srcs = srcs + [Label("//tools:pytest_main.py")],
         main = Label("//tools:pytest_main.py"),
-        args = ["$(rootpath %s)" % srcs[0]] + args,
+        args = ["$(rootpath %s)" % main_src] + args,
         deps = deps + [
             requirement("pytest"),
             Label("//tests:conftest"),

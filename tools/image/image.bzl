@@ -102,8 +102,10 @@ def py_image(name, binary, image_name, env = {}, exposed_ports = [], kind = "job
         exposed_ports: e.g. ["8080/tcp"].
         kind: "job" (`:image` runs it in the foreground) or "service"
             (`:image` starts it detached and prints its URL).
-        visibility: of the targets.
+        visibility: of the targets; default: the tests only.
     """
+    if visibility == None:
+        visibility = ["//tests:__subpackages__"]
     for select in ["packages", "app"]:
         runfiles_layer(name = "layer_" + select, binary = binary, select = select, visibility = visibility)
     oci_image(

@@ -77,6 +77,15 @@ def write_layer(tree: Tree, out: Path) -> None:
     for path in list(tree):
         add_parents(tree, path)
     tmp = out.with_name(out.name + ".tmp")
+    try:
+        _write_tar(tree, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(out)
+
+
+def _write_tar(tree: Tree, tmp: Path) -> None:
     with (
         open(tmp, "wb") as raw,
         gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL, mtime=0) as gz,
@@ -105,7 +114,6 @@ def write_layer(tree: Tree, out: Path) -> None:
             else:
                 info.size = len(entry.data)
                 tar.addfile(info, io.BytesIO(entry.data))
-    tmp.replace(out)
 
 
 # --- Debian packages ---------------------------------------------------------

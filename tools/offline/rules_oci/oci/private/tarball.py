@@ -1,7 +1,7 @@
 """Writes an image layout as a tarball that `docker load` and `podman load` read.
 
 docker format: the layout's blobs plus Docker's manifest.json (Config,
-RepoTags, Layers), the same hybrid archive rules_oci writes; oci format: the
+RepoTags, Layers); oci format: the
 layout itself, each repo tag recorded as an `org.opencontainers.image.ref.name`
 annotation. Entries are sorted with mtime 0, so the tarball is reproducible.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import tarfile
 from pathlib import Path
@@ -44,14 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tar:
         for digest in sorted(set(names)):
             path = "blobs/sha256/" + digest.split(":")[1]
-            info = tar.gettarinfo(str(blobs / digest.split(":")[1]), arcname=path)
-            info.mtime, info.uid, info.gid, info.uname, info.gname, info.mode = (
-                0,
-                0,
-                0,
-                "",
-                "",
+            info = tarfile.TarInfo(path)
+            # Inputs may be the sandbox's symbolic links: store the file itself.
+            info.size, info.mode, info.mtime = (
+                os.stat(blobs / digest.split(":")[1]).st_size,
                 0o644,
+                0,
             )
             with open(blobs / digest.split(":")[1], "rb") as handle:
                 tar.addfile(info, handle)
@@ -68,12 +67,14 @@ def main(argv: list[str] | None = None) -> int:
             ]
             add_bytes(tar, "manifest.json", json.dumps(docker, separators=(",", ":")).encode())
         else:
+            # No index.json in the docker format: podman would read the archive as
+            # an OCI one and drop RepoTags.
             entry = index["manifests"][0]
             index["manifests"] = [
                 {**entry, "annotations": {"org.opencontainers.image.ref.name": tag}} for tag in tags
             ] or [entry]
-        add_bytes(tar, "index.json", json.dumps(index, separators=(",", ":")).encode())
-        add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+            add_bytes(tar, "index.json", json.dumps(index, separators=(",", ":")).encode())
+            add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
     tmp.replace(args.out)
     return 0
 

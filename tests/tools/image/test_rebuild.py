@@ -1,0 +1,134 @@
+"""Reproducible images and an application-only change, through a nested Bazel.
+
+From a copy of the work tree (its tracked and new files), a second Bazel in a
+fresh output base builds every image from scratch (downloads, pip repositories,
+layers); the digests must equal those of this build (another output base).
+Then one application source file changes: in every image only the application
+layer's digest (and so the config and manifest) may change, and the service's
+next push through `:push` must upload only that layer and the config.
+
+Slow (a cold build, ~10 min on 2 cores) and needs the network that the build
+needs (PyPI, npm, Debian's archive): tagged external, exclusive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+
+APP_FILE = "lib/slipway/errors.py"
+
+
+def layout(root: Path, name: str) -> dict[str, object]:
+    """Manifest digest, layer digests and config digest of an image layout."""
+    index = json.loads((root / "index.json").read_text())
+    digest = index["manifests"][0]["digest"]
+    manifest = json.loads((root / "blobs/sha256" / digest.split(":")[1]).read_text())
+    return {
+        "manifest": digest,
+        "config": manifest["config"]["digest"],
+        "layers": [layer["digest"] for layer in manifest["layers"]],
+    }
+
+
+def package(name: str) -> str:
+    return "service" if name == "service" else f"jobs/{name}"
+
+
+@pytest.fixture(scope="module")
+def nested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[str]]]:
+    """A copy of the work tree and the command that runs its Bazel."""
+    source = Path(os.path.realpath("MODULE.bazel")).parent
+    base = tmp_path_factory.mktemp("nested")
+    copy = base / "ws"
+    files = (
+        subprocess.run(
+            [
+                "git",
+                "-C",
+                str(source),
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ],
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for rel in filter(None, files):
+        src = source / rel
+        if src.is_file():
+            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, copy / rel)
+    home = base / "home"
+    home.mkdir()
+    # tools/bazel picks online or offline as it does for a user.
+    bazel = ["env", f"HOME={home}", str(copy / "tools/bazel"), f"--output_base={base / 'output'}"]
+    yield copy, bazel
+    subprocess.run([*bazel, "shutdown"], cwd=copy, capture_output=True)
+
+
+def build_all(copy: Path, bazel: list[str], names: list[str]) -> dict[str, dict[str, object]]:
+    targets = [f"//{package(name)}:oci_image" for name in names]
+    done = subprocess.run(
+        [*bazel, "build", "--color=no", "--curses=no", *targets],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-6000:]
+    return {name: layout(copy / "bazel-bin" / package(name) / "oci_image", name) for name in names}
+
+
+def test_from_scratch_digests_match_and_app_change_touches_only_the_app_layer(
+    nested: tuple[Path, list[str]],
+    tmp_path: Path,
+    images: dict[str, Path],
+    start_registry: Callable[[Path], AbstractContextManager[str]],
+) -> None:
+    copy, bazel = nested
+    first = build_all(copy, bazel, list(images))
+    for name, built in images.items():
+        outer = layout(built / "oci_image", name)
+        assert first[name] == outer, f"{name}: digests differ between output bases"
+
+    with start_registry(tmp_path / "registry") as host:
+        push = [
+            *bazel,
+            "run",
+            "--color=no",
+            "--curses=no",
+            "//service:push",
+            "--",
+            "--repository",
+            f"{host}/slipway/service",
+        ]
+        done = subprocess.run(push, cwd=copy, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-4000:]
+
+        with open(copy / APP_FILE, "a") as handle:
+            handle.write("\n# A change to application code only.\n")
+        second = build_all(copy, bazel, list(images))
+        for name in images:
+            before, after = first[name], second[name]
+            assert before["layers"][:-1] == after["layers"][:-1], f"{name}: a lower layer changed"  # type: ignore[index]
+            assert before["layers"][-1] != after["layers"][-1], (
+                f"{name}: the app layer did not change"
+            )  # type: ignore[index]
+
+        done = subprocess.run(push, cwd=copy, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-4000:]
+        uploaded = set(re.findall(r"pushed blob: (sha256:[0-9a-f]{64})", done.stdout + done.stderr))
+        assert uploaded == {second["service"]["layers"][-1], second["service"]["config"]}  # type: ignore[index]
