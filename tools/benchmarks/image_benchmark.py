@@ -1,0 +1,148 @@
+"""Image figures for README: layer and image sizes, build and push times.
+
+Usage (from the workspace root, nothing else running):
+
+    python3 tools/benchmarks/image_benchmark.py [--skip-pip]
+
+1. cold build: `tools/bazel clean`, then build every `:oci_image` (repositories
+   stay fetched: this times the layers and images, not the downloads);
+2. warm build: the same command again;
+3. push: a registry on 127.0.0.1 (//tools/image:registry_server), every
+   `:push` once into the empty registry, then again (all blobs present);
+4. sizes: compressed bytes of each layer and image, from the layouts;
+5. unless --skip-pip: the same third-party packages installed with pip
+   (default options, so with .pyc files) into an empty prefix, tarred and
+   gzipped at level 6, for the comparison with python:3.11-slim plus pip.
+
+Prints Markdown tables. Errors: a failing step exits 1 with its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES = {
+    "processing": "jobs/processing",
+    "training": "jobs/training",
+    "evaluation": "jobs/evaluation",
+    "inference": "jobs/inference",
+    "pipelines": "jobs/pipelines",
+    "service": "service",
+}
+LAYER_NAMES = ("base", "torch", "packages", "app")
+
+
+def bazel(*args: str, check: bool = True) -> float:
+    start = time.monotonic()
+    done = subprocess.run([str(ROOT / "tools/bazel"), *args], cwd=ROOT, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        sys.exit(f"image_benchmark: error: tools/bazel {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return time.monotonic() - start
+
+
+def manifest(package: str) -> dict[str, object]:
+    layout = ROOT / "bazel-bin" / package / "oci_image"
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].split(":")[1]
+    return json.loads((layout / "blobs/sha256" / digest).read_text())  # type: ignore[no-any-return]
+
+
+def mb(size: float) -> str:
+    return f"{size / 1e6:,.1f}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pip_size(work: Path) -> tuple[int, int]:
+    """Raw and gzip-6 bytes of the service's packages installed by pip."""
+    layer = ROOT / "bazel-bin/service/layer_packages.tar.gz"
+    torch = ROOT / "bazel-bin/tools/image/layer_torch.tar.gz"
+    pins: set[str] = set()
+    for tar_path in (layer, torch):
+        with tarfile.open(tar_path) as tar:
+            for name in tar.getnames():
+                match = re.search(r"site-packages/([^/]+)-([^/-]+)\.dist-info/METADATA$", name)
+                if match:
+                    pins.add(f"{match[1]}=={match[2]}")
+    prefix = work / "prefix"
+    requirements = work / "requirements.txt"
+    requirements.write_text("\n".join(sorted(pins)) + "\n")
+    wheels = os.environ.get("SLIPWAY_WHEEL_DIR", "/opt/wheels")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--prefix", str(prefix),
+         "--find-links", wheels, "-r", str(requirements)],
+        capture_output=True, text=True,
+    )
+    if done.returncode != 0:
+        sys.exit(f"image_benchmark: error: pip install failed:\n{done.stderr[-3000:]}")
+    raw = sum(p.stat().st_size for p in prefix.rglob("*") if p.is_file())
+    archive = work / "pip.tar.gz"
+    with gzip.GzipFile(archive, "wb", compresslevel=6, mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        tar.add(prefix, arcname="usr/local")
+    return raw, archive.stat().st_size
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--skip-pip", action="store_true")
+    args = parser.parse_args()
+    targets = [f"//{package}:oci_image" for package in IMAGES.values()]
+    bazel("build", *targets)  # fetches whatever is missing, outside the timing
+    bazel("clean")
+    cold = bazel("build", *targets)
+    warm = bazel("build", *targets)
+
+    with tempfile.TemporaryDirectory(prefix="slipway-bench-") as tmp:
+        port = free_port()
+        server = subprocess.Popen(
+            [str(ROOT / "tools/bazel"), "run", "//tools/image:registry_server", "--",
+             "--port", str(port), "--root", f"{tmp}/registry"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+                if time.monotonic() > deadline:
+                    sys.exit("image_benchmark: error: the registry did not start")
+                time.sleep(0.5)
+            push: dict[str, tuple[float, float]] = {}
+            for name, package in IMAGES.items():
+                repo = ["--", "--repository", f"127.0.0.1:{port}/slipway/{name}"]
+                first = bazel("run", f"//{package}:push", *repo)
+                again = bazel("run", f"//{package}:push", *repo)
+                push[name] = (first, again)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        pip = None if args.skip_pip else pip_size(Path(tmp))
+
+    print(f"cold build of the {len(IMAGES)} images (after `clean`, repositories fetched): {cold:.0f} s")
+    print(f"warm build (nothing changed): {warm:.1f} s\n")
+    print("| image | " + " | ".join(f"{n} layer (MB)" for n in LAYER_NAMES) + " | image (MB) | first push (s) | push again (s) |")
+    print("|---" * (len(LAYER_NAMES) + 4) + "|")
+    for name, package in IMAGES.items():
+        layers = [int(layer["size"]) for layer in manifest(package)["layers"]]  # type: ignore[index]
+        print(f"| {name} | " + " | ".join(mb(s) for s in layers) + f" | {mb(sum(layers))} | {push[name][0]:.1f} | {push[name][1]:.1f} |")
+    if pip:
+        print(f"\nservice packages installed by pip (with .pyc): {mb(pip[0])} MB raw, {mb(pip[1])} MB gzip-6")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
