@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bazel's --workspace_status_command (config `release`): prints STABLE_VERSION.
 #
-#   X.Y.Z            HEAD is exactly at tag vX.Y.Z and the tree is clean
+#   X.Y.Z[-PRE]      HEAD is exactly at tag vX.Y.Z[-PRE] and the tree is clean
 #   <VERSION>-SNAPSHOT  otherwise (Maven's convention: the next version, from
 #                       the top-level VERSION file)
 #
@@ -18,7 +18,7 @@ fi
 version="${next}-SNAPSHOT"
 if tag=$(git describe --tags --exact-match --match 'v[0-9]*' HEAD 2>/dev/null) &&
   [ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] &&
-  [[ "$tag" =~ ^v((0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*))$ ]]; then
+  [[ "$tag" =~ ^v((0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?)$ ]]; then
   version=${BASH_REMATCH[1]}
 fi
 echo "STABLE_VERSION ${version}"

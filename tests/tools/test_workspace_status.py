@@ -47,6 +47,11 @@ def test_clean_head_at_a_release_tag_is_that_version(repo: Path) -> None:
     assert status(repo).stdout == "STABLE_VERSION 1.2.9\n"
 
 
+def test_clean_head_at_a_prerelease_tag_is_that_version(repo: Path) -> None:
+    git(repo, "tag", "-a", "v1.3.0-rc.1", "-m", "release 1.3.0-rc.1")
+    assert status(repo).stdout == "STABLE_VERSION 1.3.0-rc.1\n"
+
+
 def test_dirty_tree_at_a_tag_is_a_snapshot(repo: Path) -> None:
     git(repo, "tag", "-a", "v1.2.9", "-m", "release 1.2.9")
     (repo / "VERSION").write_text("1.3.1\n")

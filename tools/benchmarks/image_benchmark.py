@@ -46,9 +46,13 @@ LAYER_NAMES = ("base", "torch", "packages", "app")
 
 def bazel(*args: str, check: bool = True) -> float:
     start = time.monotonic()
-    done = subprocess.run([str(ROOT / "tools/bazel"), *args], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [str(ROOT / "tools/bazel"), *args], cwd=ROOT, capture_output=True, text=True
+    )
     if check and done.returncode != 0:
-        sys.exit(f"image_benchmark: error: tools/bazel {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+        sys.exit(
+            f"image_benchmark: error: tools/bazel {' '.join(args)} failed:\n{done.stderr[-3000:]}"
+        )
     return time.monotonic() - start
 
 
@@ -85,15 +89,31 @@ def pip_size(work: Path) -> tuple[int, int]:
     requirements.write_text("\n".join(sorted(pins)) + "\n")
     wheels = os.environ.get("SLIPWAY_WHEEL_DIR", "/opt/wheels")
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--prefix", str(prefix),
-         "--find-links", wheels, "-r", str(requirements)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--prefix",
+            str(prefix),
+            "--find-links",
+            wheels,
+            "-r",
+            str(requirements),
+        ],
+        capture_output=True,
+        text=True,
     )
     if done.returncode != 0:
         sys.exit(f"image_benchmark: error: pip install failed:\n{done.stderr[-3000:]}")
     raw = sum(p.stat().st_size for p in prefix.rglob("*") if p.is_file())
     archive = work / "pip.tar.gz"
-    with gzip.GzipFile(archive, "wb", compresslevel=6, mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+    with (
+        gzip.GzipFile(archive, "wb", compresslevel=6, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
         tar.add(prefix, arcname="usr/local")
     return raw, archive.stat().st_size
 
@@ -111,9 +131,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="slipway-bench-") as tmp:
         port = free_port()
         server = subprocess.Popen(
-            [str(ROOT / "tools/bazel"), "run", "//tools/image:registry_server", "--",
-             "--port", str(port), "--root", f"{tmp}/registry"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                str(ROOT / "tools/bazel"),
+                "run",
+                "//tools/image:registry_server",
+                "--",
+                "--port",
+                str(port),
+                "--root",
+                f"{tmp}/registry",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             deadline = time.monotonic() + 120
@@ -132,15 +162,27 @@ def main() -> int:
             server.wait(timeout=30)
         pip = None if args.skip_pip else pip_size(Path(tmp))
 
-    print(f"cold build of the {len(IMAGES)} images (after `clean`, repositories fetched): {cold:.0f} s")
+    print(
+        f"cold build of the {len(IMAGES)} images (after `clean`, repositories fetched): {cold:.0f} s"
+    )
     print(f"warm build (nothing changed): {warm:.1f} s\n")
-    print("| image | " + " | ".join(f"{n} layer (MB)" for n in LAYER_NAMES) + " | image (MB) | first push (s) | push again (s) |")
+    print(
+        "| image | "
+        + " | ".join(f"{n} layer (MB)" for n in LAYER_NAMES)
+        + " | image (MB) | first push (s) | push again (s) |"
+    )
     print("|---" * (len(LAYER_NAMES) + 4) + "|")
     for name, package in IMAGES.items():
         layers = [int(layer["size"]) for layer in manifest(package)["layers"]]  # type: ignore[index]
-        print(f"| {name} | " + " | ".join(mb(s) for s in layers) + f" | {mb(sum(layers))} | {push[name][0]:.1f} | {push[name][1]:.1f} |")
+        print(
+            f"| {name} | "
+            + " | ".join(mb(s) for s in layers)
+            + f" | {mb(sum(layers))} | {push[name][0]:.1f} | {push[name][1]:.1f} |"
+        )
     if pip:
-        print(f"\nservice packages installed by pip (with .pyc): {mb(pip[0])} MB raw, {mb(pip[1])} MB gzip-6")
+        print(
+            f"\nservice packages installed by pip (with .pyc): {mb(pip[0])} MB raw, {mb(pip[1])} MB gzip-6"
+        )
     return 0
 
 

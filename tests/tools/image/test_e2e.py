@@ -12,8 +12,8 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +33,7 @@ Pushed = tuple[str, dict[str, str], dict[str, Path]]
 def pushed(
     tmp_path_factory: pytest.TempPathFactory,
     images: dict[str, Path],
-    start_registry: Callable[[Path], AbstractContextManager[str]],
+    start_registry: Callable[[Path], Any],
     make_podman_env: Callable[[Path], dict[str, str]],
 ) -> Iterator[Pushed]:
     """Every image pushed with its tags; yields (registry host:port, podman env, images)."""
@@ -42,12 +42,12 @@ def pushed(
     ]
     assert not missing, f"tools missing: {missing} (Debian packages crane, podman, docker-registry)"
     base = tmp_path_factory.mktemp("e2e")
-    with start_registry(base / "registry") as host:
-        env = make_podman_env(base / "podman")
-        for name, package in images.items():
-            done = run([str(package / "push_push.sh"), "--repository", f"{host}/slipway/{name}"])
-            assert done.returncode == 0, f"push {name} failed:\n{done.stdout}\n{done.stderr}"
-        yield host, env, images
+    host = start_registry(base / "registry").host
+    env = make_podman_env(base / "podman")
+    for name, package in images.items():
+        done = run([str(package / "push_push.sh"), "--repository", f"{host}/slipway/{name}"])
+        assert done.returncode == 0, f"push {name} failed:\n{done.stdout}\n{done.stderr}"
+    yield host, env, images
 
 
 def tags_of(package: Path) -> list[str]:

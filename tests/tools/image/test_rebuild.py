@@ -19,8 +19,8 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,7 +96,7 @@ def test_from_scratch_digests_match_and_app_change_touches_only_the_app_layer(
     nested: tuple[Path, list[str]],
     tmp_path: Path,
     images: dict[str, Path],
-    start_registry: Callable[[Path], AbstractContextManager[str]],
+    start_registry: Callable[[Path], Any],
 ) -> None:
     copy, bazel = nested
     first = build_all(copy, bazel, list(images))
@@ -104,31 +104,29 @@ def test_from_scratch_digests_match_and_app_change_touches_only_the_app_layer(
         outer = layout(built / "oci_image", name)
         assert first[name] == outer, f"{name}: digests differ between output bases"
 
-    with start_registry(tmp_path / "registry") as host:
-        push = [
-            *bazel,
-            "run",
-            "--color=no",
-            "--curses=no",
-            "//service:push",
-            "--",
-            "--repository",
-            f"{host}/slipway/service",
-        ]
-        done = subprocess.run(push, cwd=copy, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-4000:]
+    host = start_registry(tmp_path / "registry").host
+    push = [
+        *bazel,
+        "run",
+        "--color=no",
+        "--curses=no",
+        "//service:push",
+        "--",
+        "--repository",
+        f"{host}/slipway/service",
+    ]
+    done = subprocess.run(push, cwd=copy, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
 
-        with open(copy / APP_FILE, "a") as handle:
-            handle.write("\n# A change to application code only.\n")
-        second = build_all(copy, bazel, list(images))
-        for name in images:
-            before, after = first[name], second[name]
-            assert before["layers"][:-1] == after["layers"][:-1], f"{name}: a lower layer changed"  # type: ignore[index]
-            assert before["layers"][-1] != after["layers"][-1], (
-                f"{name}: the app layer did not change"
-            )  # type: ignore[index]
+    with open(copy / APP_FILE, "a") as handle:
+        handle.write("\n# A change to application code only.\n")
+    second = build_all(copy, bazel, list(images))
+    for name in images:
+        before, after = first[name], second[name]
+        assert before["layers"][:-1] == after["layers"][:-1], f"{name}: a lower layer changed"  # type: ignore[index]
+        assert before["layers"][-1] != after["layers"][-1], f"{name}: the app layer did not change"  # type: ignore[index]
 
-        done = subprocess.run(push, cwd=copy, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-4000:]
-        uploaded = set(re.findall(r"pushed blob: (sha256:[0-9a-f]{64})", done.stdout + done.stderr))
-        assert uploaded == {second["service"]["layers"][-1], second["service"]["config"]}  # type: ignore[index]
+    done = subprocess.run(push, cwd=copy, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    uploaded = set(re.findall(r"pushed blob: (sha256:[0-9a-f]{64})", done.stdout + done.stderr))
+    assert uploaded == {second["service"]["layers"][-1], second["service"]["config"]}  # type: ignore[index]

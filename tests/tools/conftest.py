@@ -1,0 +1,86 @@
+"""Fixtures of the tools tests: a real registry (//tools/image:registry_server) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+# Not resolved: under Bazel the tree is a runfiles symlink farm.
+RUNFILES = Path(os.environ.get("RUNFILES_DIR", Path(__file__).parents[3]))
+MAIN = RUNFILES / "_main"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Registry:
+    """docker-registry on 127.0.0.1:`port` storing under `root`; restartable on the same port."""
+
+    def __init__(self, root: Path, htpasswd: Path | None = None) -> None:
+        self.root, self.htpasswd = root, htpasswd
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Registry:
+        """Starts the server and waits until /v2/ answers (200, or 401 with auth)."""
+        cmd = [
+            str(MAIN / "tools/image/registry_server"),
+            "--port",
+            str(self.port),
+            "--root",
+            str(self.root),
+        ]
+        if self.htpasswd:
+            cmd += ["--htpasswd", str(self.htpasswd)]
+        log = open(self.root.parent / f"registry-{self.port}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
+                return self
+            except urllib.error.HTTPError as err:
+                if err.code == 401:
+                    return self
+            except OSError as err:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"registry did not start: {err}") from err
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def start_registry() -> Iterator[Callable[..., Registry]]:
+    """`start_registry(root, htpasswd=None)`: a running Registry, stopped at the end."""
+    started: list[Registry] = []
+
+    def start(root: Path, htpasswd: Path | None = None) -> Registry:
+        started.append(Registry(root, htpasswd).start())
+        return started[-1]
+
+    yield start
+    for registry in started:
+        registry.stop()
+
+
+@pytest.fixture(scope="session")
+def port_finder() -> Callable[[], int]:
+    """`port_finder()`: a TCP port on 127.0.0.1 that was free a moment ago."""
+    return free_port

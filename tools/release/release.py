@@ -1,0 +1,395 @@
+"""Cut a release: tag, build every image stamped, push it, write a manifest and SBOMs.
+
+    tools/bazel run //tools/release -- --version X.Y.Z[-PRERELEASE] [--deploy]
+        [--registry HOST[:PORT][/PATH]] [--dry-run] [--output-dir DIR]
+
+Steps, each refusing with a message that names the problem (exit 1):
+ 1. the version is Semantic Versioning 2.0.0 (https://semver.org) without build
+    metadata (`+`), which OCI tags cannot hold;
+ 2. the work tree is clean; the tag vX.Y.Z does not exist elsewhere than HEAD
+    (at HEAD it is a release to resume); the version is greater than every
+    other release tag (semver precedence);
+ 3. creates the annotated tag vX.Y.Z and builds every image with
+    --config=release, so their tag files hold X.Y.Z;
+ 4. writes an SPDX 2.3 SBOM per image (Debian packages from the base lock,
+    Python distributions with the hashes of requirements_lock.txt);
+ 5. with --deploy, pushes each image through its `:push` target with the tag
+    X.Y.Z, plus X.Y, X and latest for a final release. X.Y.Z is immutable: an
+    image whose X.Y.Z already exists in the registry with another digest is
+    refused; with the same digest it was pushed by an earlier, interrupted run
+    and is skipped (a rerun of the same command finishes a failed release);
+ 6. writes release-X.Y.Z.json (digests, tags, SBOM files) into --output-dir
+    only when every step succeeded, and prints a table of image, digest, tags.
+
+Credentials come from the Docker config file (`docker login`, or DOCKER_CONFIG).
+--dry-run checks everything and prints the plan; it tags, builds and pushes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+IMAGES = {
+    "processing": "jobs/processing",
+    "training": "jobs/training",
+    "evaluation": "jobs/evaluation",
+    "inference": "jobs/inference",
+    "pipelines": "jobs/pipelines",
+    "service": "service",
+}
+DEFAULT_REGISTRY = "localhost:5000"
+# https://semver.org, "Is there a suggested regular expression", without build metadata.
+_IDENT = r"(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
+SEMVER = re.compile(rf"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-({_IDENT}(?:\.{_IDENT})*))?$")
+
+
+class ReleaseError(Exception):
+    """A refusal or a failed step; the message names it."""
+
+
+@dataclass(frozen=True, order=False)
+class Version:
+    """A semantic version without build metadata."""
+
+    major: int
+    minor: int
+    patch: int
+    prerelease: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Version:
+        """Parses X.Y.Z[-PRERELEASE].
+
+        Raises:
+            ReleaseError: not SemVer 2.0.0, or holds build metadata (`+`).
+        """
+        if "+" in text:
+            raise ReleaseError(
+                f"version '{text}' holds build metadata ('+'), which OCI tags cannot hold"
+            )
+        match = SEMVER.match(text)
+        if not match:
+            raise ReleaseError(
+                f"version '{text}' is not Semantic Versioning 2.0.0 (X.Y.Z or X.Y.Z-PRERELEASE)"
+            )
+        pre = tuple(match[4].split(".")) if match[4] else ()
+        return cls(int(match[1]), int(match[2]), int(match[3]), pre)
+
+    def __str__(self) -> str:
+        core = f"{self.major}.{self.minor}.{self.patch}"
+        return core + ("-" + ".".join(self.prerelease) if self.prerelease else "")
+
+    def key(self) -> tuple[Any, ...]:
+        """Sort key of SemVer 2.0.0 precedence (section 11)."""
+        if not self.prerelease:
+            pre: tuple[Any, ...] = ((1,),)  # a release ranks above its prereleases
+        else:
+            pre = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in self.prerelease)
+            pre = ((0,), *pre)
+        return (self.major, self.minor, self.patch, pre)
+
+    def remote_tags(self) -> list[str]:
+        """Tags to push: X.Y.Z, and X.Y, X, latest for a final release."""
+        if self.prerelease:
+            return [str(self)]
+        return [str(self), f"{self.major}.{self.minor}", str(self.major), "latest"]
+
+
+@dataclass
+class Image:
+    name: str
+    package: str
+    repository: str
+    digest: str = ""
+    tags: list[str] = field(default_factory=list)
+    sbom: str = ""
+    pushed: bool = False
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise ReleaseError(f"`{' '.join(cmd)}` failed:\n{(done.stderr or done.stdout)[-3000:]}")
+    return done
+
+
+def git(workspace: Path, *args: str) -> str:
+    return run(["git", *args], workspace).stdout.strip()
+
+
+def check_git(workspace: Path, version: Version) -> bool:
+    """Refuses a dirty tree, a tag elsewhere, a version not above the last release.
+
+    Returns:
+        True when the tag vX.Y.Z already exists at HEAD (a release to resume).
+    """
+    dirty = git(workspace, "status", "--porcelain")
+    if dirty:
+        raise ReleaseError(f"the work tree is not clean; commit or stash first:\n{dirty}")
+    tag = f"v{version}"
+    head = git(workspace, "rev-parse", "HEAD")
+    resume = False
+    if git(workspace, "tag", "--list", tag):
+        at = git(workspace, "rev-list", "-n", "1", tag)
+        if at != head:
+            raise ReleaseError(f"tag {tag} already exists (at {at[:12]}, not HEAD {head[:12]})")
+        resume = True
+    others = []
+    for name in git(workspace, "tag", "--list", "v*").split():
+        try:
+            others.append(Version.parse(name[1:]))
+        except ReleaseError:
+            continue  # not a release tag
+    newer = [v for v in others if v != version and v.key() >= version.key()]
+    if newer:
+        last = max(newer, key=Version.key)
+        raise ReleaseError(f"version {version} is not greater than the last release v{last}")
+    return resume
+
+
+def bazel(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run([str(workspace / "tools/bazel"), *args], workspace)
+
+
+def read_layout(workspace: Path, package: str) -> tuple[str, list[Path]]:
+    """Manifest digest and layer files of a built image."""
+    layout = workspace / "bazel-bin" / package / "oci_image"
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"]
+    manifest = json.loads((layout / "blobs/sha256" / digest.split(":")[1]).read_text())
+    layers = [
+        layout / "blobs/sha256" / layer["digest"].split(":")[1] for layer in manifest["layers"]
+    ]
+    return digest, layers
+
+
+def lock_hashes(workspace: Path) -> dict[tuple[str, str], list[str]]:
+    """(normalised name, version) -> sha256 hashes, from requirements_lock.txt."""
+    hashes: dict[tuple[str, str], list[str]] = {}
+    text = (workspace / "requirements_lock.txt").read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==(\S+)(.*)$", line.strip())
+        if match:
+            key = (normalise(match[1]), match[2])
+            hashes[key] = re.findall(r"--hash=sha256:([0-9a-f]{64})", match[3])
+    return hashes
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def sbom(workspace: Path, image: Image, version: Version, layers: list[Path]) -> dict[str, Any]:
+    """An SPDX 2.3 document: the Debian packages and Python distributions of the image."""
+    lock = json.loads((workspace / "tools/image/base/debs.lock.json").read_text())
+    hashes = lock_hashes(workspace)
+    packages: list[dict[str, Any]] = []
+    for deb in lock["packages"]:
+        packages.append(
+            {
+                "SPDXID": f"SPDXRef-deb-{re.sub(r'[^A-Za-z0-9.-]', '-', deb['name'])}",
+                "name": deb["name"],
+                "versionInfo": deb["version"],
+                "downloadLocation": deb["url"],
+                "checksums": [{"algorithm": "SHA256", "checksumValue": deb["sha256"]}],
+                "externalRefs": [
+                    {
+                        "referenceCategory": "PACKAGE-MANAGER",
+                        "referenceType": "purl",
+                        "referenceLocator": f"pkg:deb/debian/{deb['name']}@{deb['version']}?arch={lock['architecture']}",
+                    }
+                ],
+                "filesAnalyzed": False,
+            }
+        )
+    seen = set()
+    for layer in layers[1:]:  # the first layer is the Debian base
+        with tarfile.open(layer) as tar:
+            for name in tar.getnames():
+                match = re.search(r"/site-packages/([^/]+)-([^/-]+)\.dist-info/METADATA$", name)
+                if not match or (match[1], match[2]) in seen:
+                    continue
+                seen.add((match[1], match[2]))
+                dist, dist_version = normalise(match[1]), match[2]
+                entry: dict[str, Any] = {
+                    "SPDXID": f"SPDXRef-pypi-{re.sub(r'[^A-Za-z0-9.-]', '-', dist)}",
+                    "name": dist,
+                    "versionInfo": dist_version,
+                    "downloadLocation": "NOASSERTION",
+                    "checksums": [
+                        {"algorithm": "SHA256", "checksumValue": h}
+                        for h in hashes.get((dist, dist_version.split("+")[0]), [])
+                        + hashes.get((dist, dist_version), [])
+                    ],
+                    "externalRefs": [
+                        {
+                            "referenceCategory": "PACKAGE-MANAGER",
+                            "referenceType": "purl",
+                            "referenceLocator": f"pkg:pypi/{dist}@{dist_version}",
+                        }
+                    ],
+                    "filesAnalyzed": False,
+                }
+                packages.append(entry)
+    return {
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": f"slipway/{image.name}:{version}",
+        "documentNamespace": f"https://slipway.dev/spdx/{image.name}-{version}-{uuid.uuid5(uuid.NAMESPACE_URL, image.digest)}",
+        "creationInfo": {"created": "1970-01-01T00:00:00Z", "creators": ["Tool: slipway-release"]},
+        "packages": packages,
+        "relationships": [
+            {
+                "spdxElementId": "SPDXRef-DOCUMENT",
+                "relationshipType": "DESCRIBES",
+                "relatedSpdxElement": p["SPDXID"],
+            }
+            for p in packages
+        ],
+    }
+
+
+def write_json(path: Path, document: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(document, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def remote_digest(reference: str, workspace: Path) -> str | None:
+    """Digest of `reference` in its registry, None when the tag does not exist.
+
+    Raises:
+        ReleaseError: the registry cannot be asked (unreachable, no credentials).
+    """
+    done = run(["crane", "digest", reference], workspace, check=False)
+    if done.returncode == 0:
+        return done.stdout.strip()
+    if "MANIFEST_UNKNOWN" in done.stderr or "NAME_UNKNOWN" in done.stderr or "404" in done.stderr:
+        return None
+    raise ReleaseError(f"cannot read {reference} from the registry:\n{done.stderr.strip()[-2000:]}")
+
+
+def deploy(workspace: Path, images: list[Image], version: Version) -> None:
+    """Pushes each image; X.Y.Z first and immutable, then the moving tags."""
+    tags = version.remote_tags()
+    for number, image in enumerate(images, 1):
+        existing = remote_digest(f"{image.repository}:{version}", workspace)
+        if existing and existing != image.digest:
+            raise ReleaseError(
+                f"{image.repository}:{version} already exists with digest {existing}, not this "
+                f"build's {image.digest}: release tags are immutable"
+            )
+        extra = [arg for tag in tags[1:] for arg in ("--tag", tag)]
+        bazel(
+            workspace,
+            "run",
+            "--config=release",
+            f"//{image.package}:push",
+            "--",
+            "--repository",
+            image.repository,
+            *extra,
+        )
+        image.pushed, image.tags = True, tags
+        state = "already there, moving tags set" if existing else "pushed"
+        print(f"release: {number}/{len(images)} {image.name} {state}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", required=True, help="X.Y.Z or X.Y.Z-PRERELEASE")
+    parser.add_argument("--deploy", action="store_true", help="push every image")
+    parser.add_argument("--registry", default=DEFAULT_REGISTRY, help=f"default {DEFAULT_REGISTRY}")
+    parser.add_argument("--dry-run", action="store_true", help="check and print the plan only")
+    parser.add_argument("--output-dir", type=Path, help="default <workspace>/dist/release")
+    args = parser.parse_args(argv)
+    workspace = Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY", Path.cwd()))
+    out = args.output_dir or workspace / "dist" / "release"
+    tagged = False  # from here on, a failure leaves a release to resume
+    try:
+        version = Version.parse(args.version)
+        resume = check_git(workspace, version)
+        registry = args.registry.rstrip("/")
+        images = [Image(n, p, f"{registry}/slipway/{n}") for n, p in IMAGES.items()]
+        if args.dry_run:
+            print(f"release: dry run of {version}: all checks passed")
+            print(
+                f"  would {'reuse' if resume else 'create'} tag v{version} at HEAD and build {len(images)} images with --config=release"
+            )
+            if args.deploy:
+                for image in images:
+                    print(
+                        f"  would push {image.repository} with tags {', '.join(version.remote_tags())}"
+                    )
+            return 0
+        if resume:
+            print(f"release: tag v{version} is at HEAD: resuming that release", flush=True)
+            tagged = True
+        else:
+            git(workspace, "tag", "-a", f"v{version}", "-m", f"Release {version}")
+            print(f"release: tagged v{version}", flush=True)
+        tagged = True
+        targets = [f"//{i.package}:{t}" for i in images for t in ("oci_image", "tags")]
+        bazel(workspace, "build", "--config=release", *targets)
+        for image in images:
+            stamped = (workspace / "bazel-bin" / image.package / "tags.txt").read_text().split()
+            if stamped != [str(version)]:
+                raise ReleaseError(
+                    f"{image.name}: the stamp gave tags {stamped}, expected ['{version}']"
+                )
+            image.digest, layers = read_layout(workspace, image.package)
+            image.sbom = f"sbom-{image.name}-{version}.spdx.json"
+            write_json(out / image.sbom, sbom(workspace, image, version, layers))
+        print(f"release: built {len(images)} images, SBOMs in {out}", flush=True)
+        if args.deploy:
+            deploy(workspace, images, version)
+    except ReleaseError as err:
+        print(f"release: error: {err}", file=sys.stderr)
+        if tagged:
+            print(
+                f"release: {args.version} is NOT released; run the same command again to finish it",
+                file=sys.stderr,
+            )
+        return 1
+    manifest = {
+        "version": str(version),
+        "git_tag": f"v{version}",
+        "git_commit": git(workspace, "rev-parse", "HEAD"),
+        "registry": registry,
+        "pushed": args.deploy,
+        "images": [
+            {
+                "name": i.name,
+                "repository": i.repository,
+                "digest": i.digest,
+                "tags": i.tags,
+                "sbom": i.sbom,
+            }
+            for i in images
+        ],
+    }
+    write_json(out / f"release-{version}.json", manifest)
+    width = max(len(i.repository) for i in images)
+    print(f"\n{'image':<{width}}  {'digest':<71}  tags")
+    for i in images:
+        print(f"{i.repository:<{width}}  {i.digest:<71}  {', '.join(i.tags) or '(not pushed)'}")
+    print(
+        f"\nrelease: {version} {'released' if args.deploy else 'built (not pushed)'}; manifest {out / f'release-{version}.json'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
