@@ -37,6 +37,64 @@ def test_serves_the_champion_from_the_registry(
     assert result.label is not None and result.label.shape == (2,)
 
 
+def test_a_flag_wins_over_the_environment(
+    start_server: Callable[..., Server], registry_data_dir: Path, model_dir: Path
+) -> None:
+    # A model directory left in the environment (e.g. by an image) must not override
+    # the registry model asked for on the command line.
+    server = start_server(
+        "--model-uri",
+        f"models:/{MODEL_NAME}@champion",
+        "--data-dir",
+        str(registry_data_dir),
+        env={"SLIPWAY_MODEL_DIR": str(model_dir)},
+    )
+    client = server.client()
+    client.wait_ready(START_SECONDS)
+    assert client.model_metadata()["versions"] == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "expected"),
+    [
+        (
+            ["--model-uri", "models:/m@champion"],
+            {"SLIPWAY_MODEL_DIR": "/models/a"},
+            {"SLIPWAY_MODEL_URI": "models:/m@champion"},
+        ),
+        (
+            ["--model-dir", "/models/b"],
+            {"SLIPWAY_MODEL_URI": "models:/m@champion"},
+            {"SLIPWAY_MODEL_DIR": "/models/b"},
+        ),
+        (
+            ["--model-dir", "/models/b"],
+            {"SLIPWAY_MODEL_DIR": "/models/a"},
+            {"SLIPWAY_MODEL_DIR": "/models/b"},
+        ),
+        ([], {"SLIPWAY_MODEL_DIR": "/models/a"}, {"SLIPWAY_MODEL_DIR": "/models/a"}),
+        ([], {"SLIPWAY_MODEL_URI": "models:/m/3"}, {"SLIPWAY_MODEL_URI": "models:/m/3"}),
+        ([], {}, {}),
+    ],
+    ids=[
+        "uri-flag-over-dir-env",
+        "dir-flag-over-uri-env",
+        "dir-flag-over-dir-env",
+        "dir-env",
+        "uri-env",
+        "none",
+    ],
+)
+def test_model_source_flags_and_environment(
+    flags: list[str], environ: dict[str, str], expected: dict[str, str]
+) -> None:
+    from service import main
+
+    env = main.gunicorn_environ(main.parse_args(flags), environ)
+    source = {k: v for k, v in env.items() if k in ("SLIPWAY_MODEL_DIR", "SLIPWAY_MODEL_URI")}
+    assert source == expected
+
+
 @pytest.fixture
 def mlflow_server_on(tmp_path: Path) -> Iterator[Callable[[int, Path], None]]:
     """Start `mlflow server` on a given port over a given embedded registry's database."""
