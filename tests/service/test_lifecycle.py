@@ -36,6 +36,28 @@ def test_serves_the_champion_from_the_registry(
     assert result.model_version == "1"
     assert result.label is not None and result.label.shape == (2,)
 
+    # The version served answers on its versioned paths; any other is a 404 naming it.
+    versions = f"{server.url}/v2/models/{MODEL_NAME}/versions"
+    assert requests.get(f"{versions}/1").json()["versions"] == ["1"]
+    assert requests.get(f"{versions}/1/ready").json() == {
+        "name": MODEL_NAME,
+        "version": "1",
+        "ready": True,
+        "state": "ready",
+    }
+    body = {"inputs": [{"name": "pixels", "datatype": "INT64", "shape": [1, 64], "data": [0] * 64}]}
+    answer = requests.post(f"{versions}/1/infer", json=body)
+    assert answer.status_code == 200 and answer.json()["model_version"] == "1"
+    for response in (
+        requests.get(f"{versions}/2"),
+        requests.get(f"{versions}/2/ready"),
+        requests.post(f"{versions}/2/infer", json=body),
+    ):
+        assert response.status_code == 404
+        assert response.json() == {
+            "error": f"unknown version '2' of model '{MODEL_NAME}'; this server serves only version '1'"
+        }
+
 
 def test_a_flag_wins_over_the_environment(
     start_server: Callable[..., Server], registry_data_dir: Path, model_dir: Path
@@ -152,6 +174,11 @@ def test_live_but_not_ready_while_the_registry_is_down(
         assert not client.ready()
         ready = requests.get(server.url + f"/v2/models/{MODEL_NAME}/ready")
         assert ready.status_code == 503 and ready.json()["state"] == "loading"
+        # A version cannot be checked before the model is loaded: not ready, not a 404.
+        versioned = requests.get(server.url + f"/v2/models/{MODEL_NAME}/versions/1/ready")
+        assert versioned.status_code == 503 and versioned.json()["state"] == "loading"
+        metadata = requests.get(server.url + f"/v2/models/{MODEL_NAME}/versions/1")
+        assert metadata.status_code == 503 and "cannot be checked" in metadata.json()["error"]
         with pytest.raises(InferenceServiceError) as raised:
             client.infer(np.zeros((1, 64)))
         assert raised.value.status == 503 and "still loading" in raised.value.message
