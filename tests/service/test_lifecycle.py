@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -214,6 +217,63 @@ def test_a_model_that_fails_to_load_leaves_the_server_live_not_ready(
             client.infer(np.zeros((1, 64)))
         assert raised.value.status == 503 and "failed to load" in raised.value.message
     assert "slipway_model_ready 0.0" in client.metrics()
+
+
+def test_recycling_workers_fails_no_request_on_kept_alive_connections(
+    start_server: Callable[..., Server], model_dir: Path
+) -> None:
+    # Workers recycled every ~40 requests (max_requests with jitter) under 8 clients
+    # that, like wrk, send each POST on their kept-alive connection and never retry:
+    # a worker that stops must end every connection with `Connection: close`, never
+    # close one it has just answered as keep-alive.
+    server = start_server(
+        "--model-dir",
+        str(model_dir),
+        "--threads",
+        "4",
+        env={"SLIPWAY_MAX_REQUESTS": "40"},
+    )
+    server.client().wait_ready(START_SECONDS)
+    body = json.dumps(
+        {"inputs": [{"name": "pixels", "datatype": "INT64", "shape": [1, 64], "data": [0] * 64}]}
+    )
+    host, port = server.url.removeprefix("http://").split(":")
+    failures: list[str] = []
+    answered = [0]
+    stop = threading.Event()
+
+    def client() -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        while not stop.is_set():
+            try:
+                conn.request(
+                    "POST",
+                    f"/v2/models/{MODEL_NAME}/infer",
+                    body,
+                    {"Content-Type": "application/json"},
+                )
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    failures.append(f"HTTP {response.status}")
+                answered[0] += 1
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(repr(exc))
+                conn.close()  # the next request opens a new connection
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while server.log().count("Autorestarting worker") < 8 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    recycled = server.log().count("Autorestarting worker")
+    assert recycled >= 4, f"only {recycled} workers recycled in {answered[0]} requests"
+    assert not failures, f"{len(failures)} of {answered[0]} requests failed: {failures[:5]}"
 
 
 def test_sigterm_shuts_down_gracefully_and_cleans_up(
