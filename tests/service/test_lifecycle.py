@@ -5,8 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +18,7 @@ from slipway.client import InferenceServiceError
 from slipway.registry import embedded_tracking_uri
 
 if TYPE_CHECKING:
-    from conftest import Server
+    from conftest import MlflowServer, Server
 
 MODEL_NAME = "digits-classifier"
 START_SECONDS = 120
@@ -121,38 +119,18 @@ def test_model_source_flags_and_environment(
 
 
 @pytest.fixture
-def mlflow_server_on(tmp_path: Path) -> Iterator[Callable[[int, Path], None]]:
+def mlflow_server_on(
+    start_mlflow_server: Callable[..., MlflowServer], tmp_path: Path
+) -> Iterator[Callable[[int, Path], None]]:
     """Start `mlflow server` on a given port over a given embedded registry's database."""
-    procs: list[subprocess.Popen[bytes]] = []
+    started: list[MlflowServer] = []
 
     def start(port: int, data_dir: Path) -> None:
-        log = open(tmp_path / "mlflow.log", "wb")  # noqa: SIM115 - the server writes to it
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "mlflow",
-                    "server",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--backend-store-uri",
-                    embedded_tracking_uri(data_dir),
-                    "--workers",
-                    "1",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=tmp_path,
-            )
-        )
+        started.append(start_mlflow_server(tmp_path, embedded_tracking_uri(data_dir), port=port))
 
     yield start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=30)
+    for server in started:
+        server.stop()
 
 
 def test_live_but_not_ready_while_the_registry_is_down(
