@@ -8,6 +8,9 @@ Routes (see `openapi.json`, served at `/openapi.json`):
     GET  /v2/models/<name>            model metadata (inputs, outputs)
     GET  /v2/models/<name>/ready      200 once loaded, else 503
     POST /v2/models/<name>/infer      tensors in, tensors out (`slipway.serving`)
+    GET  /v2/models/<name>/versions/<version>          the same three, for the version
+    GET  /v2/models/<name>/versions/<version>/ready    served only (another version: 404)
+    POST /v2/models/<name>/versions/<version>/infer
     GET  /metrics                     Prometheus text format, all workers added up
 
 Every error is JSON, `{"error": "..."}`: 4xx for the client's mistakes, 503 while the
@@ -138,7 +141,39 @@ def model_ready(name: str) -> Response:
 
 @models.post("/v2/models/<name>/infer")
 def infer(name: str) -> Response:
+    return _infer(_known_model(name))
+
+
+@models.get("/v2/models/<name>/versions/<version>")
+def version_metadata(name: str, version: str) -> Response:
     holder = _known_model(name)
+    holder.check_version(version)
+    return _json(holder.model_metadata())
+
+
+@models.get("/v2/models/<name>/versions/<version>/ready")
+def version_ready(name: str, version: str) -> Response:
+    holder = _known_model(name)
+    if holder.ready:
+        holder.check_version(version)  # 404 for a version not served
+    body: dict[str, Any] = {
+        "name": holder.name,
+        "version": version,
+        "ready": holder.ready,
+        "state": holder.state,
+    }
+    return _json(body, 200 if holder.ready else 503)
+
+
+@models.post("/v2/models/<name>/versions/<version>/infer")
+def version_infer(name: str, version: str) -> Response:
+    holder = _known_model(name)
+    holder.require()  # the version is known once the model is loaded
+    holder.check_version(version)
+    return _infer(holder)
+
+
+def _infer(holder: ModelHolder) -> Response:
     try:
         body = json.loads(request.get_data(cache=False))
     except (

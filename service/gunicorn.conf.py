@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import logging
 import os
+import selectors
 import shutil
 import sys
 import tempfile
+from functools import partial
 from typing import Any
+
+from gunicorn.workers.gthread import ThreadWorker
 
 _env = os.environ
 
@@ -35,13 +39,49 @@ def _int(name: str, default: int) -> int:
 
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
+
+class KeepAliveSafeThreadWorker(ThreadWorker):
+    """gunicorn's gthread worker, minus a race that fails requests when it stops.
+
+    gthread decides per request, before running it, whether to keep the connection
+    alive. When one thread's request reaches max_requests (or SIGTERM arrives), the
+    worker stops (`alive` false), but requests already running on its other threads
+    still answer as keep-alive, and gthread then closes those connections anyway
+    (`finish_request`). A client that sent its next request on such a connection gets
+    no answer, and clients do not resend a POST: errors in a soak whenever a worker
+    is recycled. Here such a connection goes back to the poller instead: its next
+    request is answered with `Connection: close` (a stopping worker keeps nothing
+    alive), and an idle one is closed after `keepalive` seconds like any idle
+    keep-alive connection, all within `graceful_timeout`.
+    """
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        told_keep_alive = not fs.cancelled() and fs.exception() is None and fs.result() is True
+        if self.alive or not told_keep_alive:
+            super().finish_request(conn, fs)
+            return
+        try:
+            conn.sock.setblocking(False)
+            conn.set_timeout()
+            self.keepalived_conns.append(conn)
+            self.poller.register(
+                conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn)
+            )
+        except Exception:  # as gthread: a socket that cannot be polled is closed
+            if conn in self.keepalived_conns:
+                self.keepalived_conns.remove(conn)
+            self.nr_conns -= 1
+            conn.close()
+
+
 wsgi_app = "service.app:create_app()"
 bind = _env.get("SLIPWAY_BIND") or (
     f"0.0.0.0:{_env['PORT']}" if _env.get("PORT") else "127.0.0.1:8080"
 )
 workers = _int("SLIPWAY_WORKERS", _cores)
 threads = _int("SLIPWAY_THREADS", 4)
-worker_class = "gthread"  # keep-alive connections even with one thread
+# gthread (keep-alive connections even with one thread), minus a race: see the class.
+worker_class = KeepAliveSafeThreadWorker
 # Each worker runs its own forward passes: workers x torch threads = cores, not cores^2.
 torch_threads = _int("SLIPWAY_TORCH_THREADS", max(1, _cores // workers))
 _env["SLIPWAY_TORCH_THREADS"] = str(torch_threads)

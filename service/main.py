@@ -3,8 +3,9 @@
     tools/bazel run //service -- --model-dir path/to/model
     python service/main.py --model-uri models:/digits-classifier@champion --bind 0.0.0.0:8080
 
-Flags fall back to environment variables (shown in --help); the process becomes
-gunicorn (exec), so signals such as SIGTERM (graceful shutdown) reach it directly.
+Flags fall back to environment variables (shown in --help); a flag given wins over
+any variable. The process becomes gunicorn (exec), so signals such as SIGTERM
+(graceful shutdown) reach it directly.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 # Not resolved: under Bazel these are runfiles symlinks.
 SERVICE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -22,15 +23,15 @@ CONFIG_PATH = os.path.join(SERVICE_DIR, "gunicorn.conf.py")
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(prog="service", description=__doc__.splitlines()[0])
+    # No environment defaults here: a flag given chooses the model source whatever the
+    # environment says; the environment only counts when neither flag is given.
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--model-dir",
-        default=env.get("SLIPWAY_MODEL_DIR"),
         help="serve this model directory [$SLIPWAY_MODEL_DIR]",
     )
     source.add_argument(
         "--model-uri",
-        default=env.get("SLIPWAY_MODEL_URI"),
         help="serve this registry model [$SLIPWAY_MODEL_URI; default models:/digits-classifier@champion]",
     )
     parser.add_argument(
@@ -61,9 +62,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    env = os.environ
+def gunicorn_environ(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment gunicorn and its workers run with: `environ` updated by the flags.
+
+    Flags win over environment variables. The model source is one of `--model-dir` and
+    `--model-uri` if either is given (the other's variable is then dropped, so that a
+    `SLIPWAY_MODEL_DIR` left in the environment cannot override `--model-uri`); with
+    neither flag, `SLIPWAY_MODEL_DIR` and `SLIPWAY_MODEL_URI` pass through unchanged.
+    """
+    env = dict(environ)
+    if args.model_dir or args.model_uri:
+        env.pop("SLIPWAY_MODEL_DIR", None)
+        env.pop("SLIPWAY_MODEL_URI", None)
     # Paths made absolute here: gunicorn workers may run from another directory.
     settings = {
         "SLIPWAY_MODEL_DIR": os.path.abspath(args.model_dir) if args.model_dir else None,
@@ -79,7 +89,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (os.path.dirname(SERVICE_DIR), env.get("PYTHONPATH")) if p
     )
-    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c", CONFIG_PATH])
+    return env
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    env = gunicorn_environ(parse_args(argv), os.environ)
+    os.execve(sys.executable, [sys.executable, "-m", "gunicorn", "-c", CONFIG_PATH], env)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -134,64 +135,114 @@ def unreachable_uri() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start a real `mlflow server` on 127.0.0.1 (SQLite backend, proxied artifacts).
+@dataclass
+class MlflowServer:
+    """A running `mlflow server` on 127.0.0.1: its process (own session), URI and log."""
 
-    Yields its http URI once `/health` answers; stops it at the end of the session.
-    """
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = open(root / "server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=root,
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    try:
+    proc: subprocess.Popen[bytes]
+    uri: str
+    log_path: Path
+
+    def wait_healthy(self, timeout: float = SERVER_START_SECONDS) -> None:
+        """Return once `/health` answers 200; RuntimeError if it exits or times out."""
+        deadline = time.monotonic() + timeout
         while True:
-            if proc.poll() is not None:
+            if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"mlflow server exited with {proc.returncode}; see {root / 'server.log'}"
+                    f"mlflow server exited with {self.proc.returncode}; see {self.log_path}"
                 )
             try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as resp:
                     if resp.status == 200:
-                        break
+                        return
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start in {SERVER_START_SECONDS}s")
+                raise RuntimeError(
+                    f"mlflow server did not start in {timeout}s; see {self.log_path}"
+                )
             time.sleep(0.5)
-        yield uri
-    finally:
-        # The server runs uvicorn in child processes: signal the whole session we started.
-        _signal_group(proc, signal.SIGTERM)
+
+    def stop(self) -> None:
+        """SIGTERM to the whole session (the server runs uvicorn in child processes)."""
+        if self.proc.returncode is not None:
+            return
+        _signal_group(self.proc, signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            _signal_group(proc, signal.SIGKILL)
-            proc.wait()
-        log.close()
+            _signal_group(self.proc, signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def start_mlflow_server() -> Iterator[Callable[..., MlflowServer]]:
+    """Start `mlflow server` on 127.0.0.1; every server started is stopped at the end.
+
+    The one command line of the tests' tracking servers. The returned function takes
+    `root` (working directory, holds `mlflow.log`), `backend_store_uri` (e.g. the
+    embedded registry's SQLite URI), and optionally `port` (default: a free one) and
+    `artifacts_destination` (default: none, artifacts stay where the store says). It
+    does not wait: call `wait_healthy()` on the result, or let a client retry.
+    """
+    started: list[MlflowServer] = []
+
+    def start(
+        root: Path,
+        backend_store_uri: str,
+        port: int | None = None,
+        artifacts_destination: Path | None = None,
+    ) -> MlflowServer:
+        port = port or free_port()
+        log_path = root / "mlflow.log"
+        artifacts = (
+            ["--artifacts-destination", str(artifacts_destination)] if artifacts_destination else []
+        )
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--backend-store-uri",
+                    backend_store_uri,
+                    *artifacts,
+                    "--workers",
+                    "1",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=root,
+                start_new_session=True,
+            )
+        server = MlflowServer(proc=proc, uri=f"http://127.0.0.1:{port}", log_path=log_path)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(
+    tmp_path_factory: pytest.TempPathFactory, start_mlflow_server: Callable[..., MlflowServer]
+) -> str:
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend, proxied artifacts) for the session.
+
+    Returns its http URI once `/health` answers.
+    """
+    root = tmp_path_factory.mktemp("mlflow-server")
+    server = start_mlflow_server(
+        root, f"sqlite:///{root / 'mlflow.db'}", artifacts_destination=root / "artifacts"
+    )
+    server.wait_healthy()
+    return server.uri
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:

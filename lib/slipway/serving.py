@@ -284,6 +284,30 @@ class ModelHolder:
             raise ModelNotReadyError(f"model {self.name!r} {reason}")
         return self.module
 
+    def check_version(self, version: str) -> None:
+        """Check that `version` is the version served (e.g. "3", a registry version number).
+
+        The version is known once the model is loaded: the registered version, or the
+        `registered_version` in a model directory's metadata; a model directory without
+        one serves no version, so every version is unknown.
+
+        Raises:
+            ModelNotReadyError: the model is still loading or failed to load, so its
+                version is not known.
+            RequestError: 404, `version` is not the version served.
+        """
+        if not self.ready:
+            reason = "is still loading" if self.state == LOADING else "failed to load"
+            raise ModelNotReadyError(
+                f"model {self.name!r} {reason}; its version {version!r} cannot be checked"
+            )
+        if version != self.version:
+            served = f"only version {self.version!r}" if self.version else "no versions"
+            raise RequestError(
+                f"unknown version {version!r} of model {self.name!r}; this server serves {served}",
+                status=404,
+            )
+
     def forward(self, pixels: np.ndarray) -> torch.Tensor:
         """Run one batch.
 

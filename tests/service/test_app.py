@@ -178,6 +178,47 @@ def test_infer_on_unknown_model_is_404(server: Server) -> None:
     assert "unknown model 'nope'" in raised.value.message
 
 
+VERSIONED = f"/v2/models/{MODEL_NAME}/versions"
+
+
+@pytest.mark.parametrize("method", ["metadata", "ready", "infer"])
+def test_a_model_dir_without_a_version_serves_no_version(server: Server, method: str) -> None:
+    path = {"metadata": "/7", "ready": "/7/ready", "infer": "/7/infer"}[method]
+    if method == "infer":
+        response = requests.post(server.url + VERSIONED + path, json=request_body())
+    else:
+        response = requests.get(server.url + VERSIONED + path)
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": "unknown version '7' of model 'digits-classifier'; this server serves no versions"
+    }
+
+
+def test_versioned_path_of_an_unknown_model_is_404(server: Server) -> None:
+    response = requests.get(server.url + "/v2/models/nope/versions/1")
+    assert response.status_code == 404 and "unknown model 'nope'" in response.json()["error"]
+
+
+def test_a_model_dir_may_carry_its_registry_version(tmp_path: Path) -> None:
+    from slipway.models import ModelConfig, build_model, save_model_dir
+    from slipway.serving import ModelHolder, ModelNotReadyError, RequestError, ServiceConfig
+
+    save_model_dir(
+        build_model(ModelConfig()), ModelConfig(), tmp_path, metadata={"registered_version": 3}
+    )
+    holder = ModelHolder(ServiceConfig(model_dir=str(tmp_path)))
+    with pytest.raises(ModelNotReadyError, match="still loading; its version '3'"):
+        holder.check_version("3")
+    holder.load()
+    assert holder.version == "3" and holder.model_metadata()["versions"] == ["3"]
+    holder.check_version("3")
+    with pytest.raises(
+        RequestError, match="unknown version '4'.*serves only version '3'"
+    ) as raised:
+        holder.check_version("4")
+    assert raised.value.status == 404
+
+
 def test_unknown_path_and_method_are_json(server: Server) -> None:
     missing = requests.get(server.url + "/v1/models")
     assert missing.status_code == 404 and missing.json() == {"error": "not found: /v1/models"}
@@ -216,5 +257,8 @@ def test_openapi_document_is_served(server: Server) -> None:
         "/v2/models/{name}",
         "/v2/models/{name}/ready",
         "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}",
+        "/v2/models/{name}/versions/{version}/ready",
+        "/v2/models/{name}/versions/{version}/infer",
         "/metrics",
     } <= set(doc["paths"])

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import socket
-import subprocess
-import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from slipway.client import InferenceServiceError
 from slipway.registry import embedded_tracking_uri
 
 if TYPE_CHECKING:
-    from conftest import Server
+    from conftest import MlflowServer, Server
 
 MODEL_NAME = "digits-classifier"
 START_SECONDS = 120
@@ -36,40 +37,100 @@ def test_serves_the_champion_from_the_registry(
     assert result.model_version == "1"
     assert result.label is not None and result.label.shape == (2,)
 
+    # The version served answers on its versioned paths; any other is a 404 naming it.
+    versions = f"{server.url}/v2/models/{MODEL_NAME}/versions"
+    assert requests.get(f"{versions}/1").json()["versions"] == ["1"]
+    assert requests.get(f"{versions}/1/ready").json() == {
+        "name": MODEL_NAME,
+        "version": "1",
+        "ready": True,
+        "state": "ready",
+    }
+    body = {"inputs": [{"name": "pixels", "datatype": "INT64", "shape": [1, 64], "data": [0] * 64}]}
+    answer = requests.post(f"{versions}/1/infer", json=body)
+    assert answer.status_code == 200 and answer.json()["model_version"] == "1"
+    for response in (
+        requests.get(f"{versions}/2"),
+        requests.get(f"{versions}/2/ready"),
+        requests.post(f"{versions}/2/infer", json=body),
+    ):
+        assert response.status_code == 404
+        assert response.json() == {
+            "error": f"unknown version '2' of model '{MODEL_NAME}'; this server serves only version '1'"
+        }
+
+
+def test_a_flag_wins_over_the_environment(
+    start_server: Callable[..., Server], registry_data_dir: Path, model_dir: Path
+) -> None:
+    # A model directory left in the environment (e.g. by an image) must not override
+    # the registry model asked for on the command line.
+    server = start_server(
+        "--model-uri",
+        f"models:/{MODEL_NAME}@champion",
+        "--data-dir",
+        str(registry_data_dir),
+        env={"SLIPWAY_MODEL_DIR": str(model_dir)},
+    )
+    client = server.client()
+    client.wait_ready(START_SECONDS)
+    assert client.model_metadata()["versions"] == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "expected"),
+    [
+        (
+            ["--model-uri", "models:/m@champion"],
+            {"SLIPWAY_MODEL_DIR": "/models/a"},
+            {"SLIPWAY_MODEL_URI": "models:/m@champion"},
+        ),
+        (
+            ["--model-dir", "/models/b"],
+            {"SLIPWAY_MODEL_URI": "models:/m@champion"},
+            {"SLIPWAY_MODEL_DIR": "/models/b"},
+        ),
+        (
+            ["--model-dir", "/models/b"],
+            {"SLIPWAY_MODEL_DIR": "/models/a"},
+            {"SLIPWAY_MODEL_DIR": "/models/b"},
+        ),
+        ([], {"SLIPWAY_MODEL_DIR": "/models/a"}, {"SLIPWAY_MODEL_DIR": "/models/a"}),
+        ([], {"SLIPWAY_MODEL_URI": "models:/m/3"}, {"SLIPWAY_MODEL_URI": "models:/m/3"}),
+        ([], {}, {}),
+    ],
+    ids=[
+        "uri-flag-over-dir-env",
+        "dir-flag-over-uri-env",
+        "dir-flag-over-dir-env",
+        "dir-env",
+        "uri-env",
+        "none",
+    ],
+)
+def test_model_source_flags_and_environment(
+    flags: list[str], environ: dict[str, str], expected: dict[str, str]
+) -> None:
+    from service import main
+
+    env = main.gunicorn_environ(main.parse_args(flags), environ)
+    source = {k: v for k, v in env.items() if k in ("SLIPWAY_MODEL_DIR", "SLIPWAY_MODEL_URI")}
+    assert source == expected
+
 
 @pytest.fixture
-def mlflow_server_on(tmp_path: Path) -> Iterator[Callable[[int, Path], None]]:
+def mlflow_server_on(
+    start_mlflow_server: Callable[..., MlflowServer], tmp_path: Path
+) -> Iterator[Callable[[int, Path], None]]:
     """Start `mlflow server` on a given port over a given embedded registry's database."""
-    procs: list[subprocess.Popen[bytes]] = []
+    started: list[MlflowServer] = []
 
     def start(port: int, data_dir: Path) -> None:
-        log = open(tmp_path / "mlflow.log", "wb")  # noqa: SIM115 - the server writes to it
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "mlflow",
-                    "server",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--backend-store-uri",
-                    embedded_tracking_uri(data_dir),
-                    "--workers",
-                    "1",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=tmp_path,
-            )
-        )
+        started.append(start_mlflow_server(tmp_path, embedded_tracking_uri(data_dir), port=port))
 
     yield start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=30)
+    for server in started:
+        server.stop()
 
 
 def test_live_but_not_ready_while_the_registry_is_down(
@@ -94,6 +155,11 @@ def test_live_but_not_ready_while_the_registry_is_down(
         assert not client.ready()
         ready = requests.get(server.url + f"/v2/models/{MODEL_NAME}/ready")
         assert ready.status_code == 503 and ready.json()["state"] == "loading"
+        # A version cannot be checked before the model is loaded: not ready, not a 404.
+        versioned = requests.get(server.url + f"/v2/models/{MODEL_NAME}/versions/1/ready")
+        assert versioned.status_code == 503 and versioned.json()["state"] == "loading"
+        metadata = requests.get(server.url + f"/v2/models/{MODEL_NAME}/versions/1")
+        assert metadata.status_code == 503 and "cannot be checked" in metadata.json()["error"]
         with pytest.raises(InferenceServiceError) as raised:
             client.infer(np.zeros((1, 64)))
         assert raised.value.status == 503 and "still loading" in raised.value.message
@@ -129,6 +195,63 @@ def test_a_model_that_fails_to_load_leaves_the_server_live_not_ready(
             client.infer(np.zeros((1, 64)))
         assert raised.value.status == 503 and "failed to load" in raised.value.message
     assert "slipway_model_ready 0.0" in client.metrics()
+
+
+def test_recycling_workers_fails_no_request_on_kept_alive_connections(
+    start_server: Callable[..., Server], model_dir: Path
+) -> None:
+    # Workers recycled every ~40 requests (max_requests with jitter) under 8 clients
+    # that, like wrk, send each POST on their kept-alive connection and never retry:
+    # a worker that stops must end every connection with `Connection: close`, never
+    # close one it has just answered as keep-alive.
+    server = start_server(
+        "--model-dir",
+        str(model_dir),
+        "--threads",
+        "4",
+        env={"SLIPWAY_MAX_REQUESTS": "40"},
+    )
+    server.client().wait_ready(START_SECONDS)
+    body = json.dumps(
+        {"inputs": [{"name": "pixels", "datatype": "INT64", "shape": [1, 64], "data": [0] * 64}]}
+    )
+    host, port = server.url.removeprefix("http://").split(":")
+    failures: list[str] = []
+    answered = [0]
+    stop = threading.Event()
+
+    def client() -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        while not stop.is_set():
+            try:
+                conn.request(
+                    "POST",
+                    f"/v2/models/{MODEL_NAME}/infer",
+                    body,
+                    {"Content-Type": "application/json"},
+                )
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    failures.append(f"HTTP {response.status}")
+                answered[0] += 1
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(repr(exc))
+                conn.close()  # the next request opens a new connection
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while server.log().count("Autorestarting worker") < 8 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    recycled = server.log().count("Autorestarting worker")
+    assert recycled >= 4, f"only {recycled} workers recycled in {answered[0]} requests"
+    assert not failures, f"{len(failures)} of {answered[0]} requests failed: {failures[:5]}"
 
 
 def test_sigterm_shuts_down_gracefully_and_cleans_up(
