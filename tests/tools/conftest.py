@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -78,6 +79,22 @@ def start_registry() -> Iterator[Callable[..., Registry]]:
     yield start
     for registry in started:
         registry.stop()
+
+
+def remove_output_base(bazel: list[str], cwd: Path) -> None:
+    """Shuts a nested Bazel down and deletes its output base (gigabytes of outputs)."""
+    info = subprocess.run([*bazel, "info", "output_base"], cwd=cwd, capture_output=True, text=True)
+    subprocess.run([*bazel, "shutdown"], cwd=cwd, capture_output=True)
+    base = Path(info.stdout.strip())
+    if info.returncode == 0 and base.is_dir():
+        subprocess.run(["chmod", "-R", "u+w", str(base)], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def nested_bazel_cleanup() -> Callable[[list[str], Path], None]:
+    """`nested_bazel_cleanup(bazel_command, workspace)`: see remove_output_base."""
+    return remove_output_base
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Load benchmark and soak of the inference service, on loopback, with wrk.
 
-    python tools/benchmarks/service_benchmark.py --out service/BENCHMARK.md
+    python tools/benchmarks/service_benchmark.py --out /tmp/service-benchmark.md
 
 Starts `service/main.py` (the production gunicorn configuration) on 127.0.0.1, then
 drives `POST /v2/models/<name>/infer` with wrk (Debian package `wrk`) in a second

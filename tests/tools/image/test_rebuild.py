@@ -44,7 +44,10 @@ def package(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def nested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[str]]]:
+def nested(
+    tmp_path_factory: pytest.TempPathFactory,
+    nested_bazel_cleanup: Callable[[list[str], Path], None],
+) -> Iterator[tuple[Path, list[str]]]:
     """A copy of the work tree and the command that runs its Bazel."""
     source = Path(os.path.realpath("MODULE.bazel")).parent
     base = tmp_path_factory.mktemp("nested")
@@ -77,7 +80,7 @@ def nested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, lis
     # tools/bazel picks online or offline as it does for a user.
     bazel = ["env", f"HOME={home}", str(copy / "tools/bazel"), f"--output_base={base / 'output'}"]
     yield copy, bazel
-    subprocess.run([*bazel, "shutdown"], cwd=copy, capture_output=True)
+    nested_bazel_cleanup(bazel, copy)
 
 
 def build_all(copy: Path, bazel: list[str], names: list[str]) -> dict[str, dict[str, object]]:

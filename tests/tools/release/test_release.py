@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,11 @@ class Repo:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory, start_registry: Callable[..., Any]) -> Repo:
+def repo(
+    tmp_path_factory: pytest.TempPathFactory,
+    start_registry: Callable[..., Any],
+    nested_bazel_cleanup: Callable[[list[str], Path], None],
+) -> Iterator[Repo]:
     source = Path(os.path.realpath("MODULE.bazel")).parent
     base = tmp_path_factory.mktemp("release")
     copy = base / "repo"
@@ -115,7 +119,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory, start_registry: Callable[...,
     repo = Repo(copy, registry, env)
     repo.commit("README.md", "\n", "second commit")
     repo.git("tag", "-a", "v0.1.0", "-m", "Release 0.1.0", "HEAD~1")
-    return repo
+    yield repo
+    nested_bazel_cleanup(["env", f"HOME={base / 'home'}", str(copy / "tools/bazel")], copy)
 
 
 @pytest.mark.parametrize(
