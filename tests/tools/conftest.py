@@ -81,6 +81,31 @@ def start_registry() -> Iterator[Callable[..., Registry]]:
         registry.stop()
 
 
+def copy_work_tree(dest: Path) -> Path:
+    """Copies the work tree's tracked and new (not ignored) files to `dest`.
+
+    The work tree is found through MODULE.bazel, a runfiles link back to it
+    (the tests that use this are not sandboxed).
+    """
+    source = Path(os.path.realpath("MODULE.bazel")).parent
+    listed = subprocess.run(
+        ["git", "-C", str(source), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for rel in filter(None, listed.split("\0")):
+        if (source / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / rel, dest / rel)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def work_tree_copy() -> Callable[[Path], Path]:
+    """`work_tree_copy(dest)`: see copy_work_tree."""
+    return copy_work_tree
+
+
 def remove_output_base(bazel: list[str], cwd: Path) -> None:
     """Shuts a nested Bazel down and deletes its output base (gigabytes of outputs)."""
     info = subprocess.run([*bazel, "info", "output_base"], cwd=cwd, capture_output=True, text=True)

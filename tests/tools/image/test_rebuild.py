@@ -14,9 +14,7 @@ needs (PyPI, npm, Debian's archive): tagged external, exclusive.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,34 +45,11 @@ def package(name: str) -> str:
 def nested(
     tmp_path_factory: pytest.TempPathFactory,
     nested_bazel_cleanup: Callable[[list[str], Path], None],
+    work_tree_copy: Callable[[Path], Path],
 ) -> Iterator[tuple[Path, list[str]]]:
     """A copy of the work tree and the command that runs its Bazel."""
-    source = Path(os.path.realpath("MODULE.bazel")).parent
     base = tmp_path_factory.mktemp("nested")
-    copy = base / "ws"
-    files = (
-        subprocess.run(
-            [
-                "git",
-                "-C",
-                str(source),
-                "ls-files",
-                "-z",
-                "--cached",
-                "--others",
-                "--exclude-standard",
-            ],
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for rel in filter(None, files):
-        src = source / rel
-        if src.is_file():
-            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, copy / rel)
+    copy = work_tree_copy(base / "ws")
     home = base / "home"
     home.mkdir()
     # tools/bazel picks online or offline as it does for a user.

@@ -14,7 +14,6 @@ import base64
 import crypt  # bcrypt for htpasswd; deprecated in 3.11, still shipped
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,32 +64,10 @@ def repo(
     tmp_path_factory: pytest.TempPathFactory,
     start_registry: Callable[..., Any],
     nested_bazel_cleanup: Callable[[list[str], Path], None],
+    work_tree_copy: Callable[[Path], Path],
 ) -> Iterator[Repo]:
-    source = Path(os.path.realpath("MODULE.bazel")).parent
     base = tmp_path_factory.mktemp("release")
-    copy = base / "repo"
-    listed = (
-        subprocess.run(
-            [
-                "git",
-                "-C",
-                str(source),
-                "ls-files",
-                "-z",
-                "--cached",
-                "--others",
-                "--exclude-standard",
-            ],
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for rel in filter(None, listed):
-        if (source / rel).is_file():
-            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / rel, copy / rel)
+    copy = work_tree_copy(base / "repo")
     for args in (
         ["init", "-q"],
         ["config", "user.name", "Release Test"],
