@@ -1,6 +1,8 @@
 """`bazel run //<job or service>:image`: load the image, then run it.
 
     tools/bazel run //jobs/training:image -- --help     run the job with these args
+    tools/bazel run //jobs/processing:image -- -v "$PWD/data:/data" --data-dir /data
+                                                        (-e/--env, -v/--volume go to the engine)
     tools/bazel run //service:image                     start the service, print its URL
     tools/bazel run //service:image -- --norun          only load
 
@@ -74,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cli = engine()
     if args.kind == "job":
-        return subprocess.run([cli, "run", "--rm", "--network", "host", args.tag, *rest]).returncode
+        job = [cli, "run", "--rm", "--network", "host", *rest_env(rest), args.tag, *rest_args(rest)]
+        return subprocess.run(job).returncode
     port = os.environ.get("SLIPWAY_PORT", "8080")
     name = f"slipway-service-{port}"
     subprocess.run([cli, "rm", "--force", name], capture_output=True)
