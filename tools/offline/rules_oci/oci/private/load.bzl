@@ -1,7 +1,6 @@
 """oci_load: loads an oci_image into Docker or podman, as a docker-archive."""
 
-def _rlocation(ctx, f):
-    return f.short_path[3:] if f.short_path.startswith("../") else ctx.workspace_name + "/" + f.short_path
+load(":util.bzl", "rlocation_path")
 
 def _impl(ctx):
     if ctx.attr.format not in ("docker", "oci"):
@@ -27,7 +26,7 @@ def _impl(ctx):
     files = [tarball]
     loader = ""
     if ctx.attr.loader:
-        loader = _rlocation(ctx, ctx.executable.loader)
+        loader = rlocation_path(ctx, ctx.executable.loader)
         files.append(ctx.executable.loader)
     executable = ctx.actions.declare_file("%s.sh" % ctx.label.name)
     ctx.actions.expand_template(
@@ -35,7 +34,7 @@ def _impl(ctx):
         output = executable,
         is_executable = True,
         substitutions = {
-            "{{tarball}}": _rlocation(ctx, tarball),
+            "{{tarball}}": rlocation_path(ctx, tarball),
             "{{loader}}": loader,
         },
     )

@@ -1,7 +1,6 @@
 """oci_push: pushes an oci_image by digest with crane, then applies tags."""
 
-def _rlocation(ctx, f):
-    return f.short_path[3:] if f.short_path.startswith("../") else ctx.workspace_name + "/" + f.short_path
+load(":util.bzl", "rlocation_path")
 
 def _impl(ctx):
     if ctx.attr.repository and ctx.attr.repository_file:
@@ -14,18 +13,18 @@ def _impl(ctx):
     repository_file = ""
     if ctx.attr.repository_file:
         files.append(ctx.file.repository_file)
-        repository_file = _rlocation(ctx, ctx.file.repository_file)
+        repository_file = rlocation_path(ctx, ctx.file.repository_file)
     tags = ""
     if ctx.attr.remote_tags:
         files.append(ctx.file.remote_tags)
-        tags = _rlocation(ctx, ctx.file.remote_tags)
+        tags = rlocation_path(ctx, ctx.file.remote_tags)
     executable = ctx.actions.declare_file("push_%s.sh" % ctx.label.name)
     ctx.actions.expand_template(
         template = ctx.file._push_sh_tpl,
         output = executable,
         is_executable = True,
         substitutions = {
-            "{{image_dir}}": _rlocation(ctx, ctx.file.image),
+            "{{image_dir}}": rlocation_path(ctx, ctx.file.image),
             "{{repository}}": ctx.attr.repository,
             "{{repository_file}}": repository_file,
             "{{tags}}": tags,
