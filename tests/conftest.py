@@ -24,6 +24,9 @@ import pytest
 # Not resolved: under Bazel the tree is a runfiles symlink farm.
 REPO = Path(__file__).parent.parent
 SERVER_START_SECONDS = 90
+# MLflow's command line from the full package (//tools/mlflow): tests that start a
+# tracking server list it in their `data`.
+MLFLOW = REPO / "tools" / "mlflow" / "mlflow"
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +101,7 @@ def trained_data_dir(tmp_path_factory: pytest.TempPathFactory, processed_root: P
     from slipway.models import ModelConfig
     from slipway.registry import Registry
     from slipway.training import TrainConfig
-    from slipway.workflows import train_and_register
+    from slipway.workflows.train import train_and_register
 
     data_dir = tmp_path_factory.mktemp("trained")
     shutil.copytree(processed_root, data_dir / "processed")
@@ -201,9 +204,7 @@ def start_mlflow_server() -> Iterator[Callable[..., MlflowServer]]:
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "mlflow",
+                    str(MLFLOW),
                     "server",
                     "--host",
                     "127.0.0.1",

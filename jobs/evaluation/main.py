@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from slipway.evaluation import PromotionPolicy
     from slipway.registry import CHALLENGER, Registry
-    from slipway.workflows import evaluate_and_promote
+    from slipway.workflows.evaluate import evaluate_and_promote
 
     try:
         policy = PromotionPolicy(

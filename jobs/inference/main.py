@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from slipway.data import open_processed
     from slipway.errors import DataError
     from slipway.registry import Registry
-    from slipway.workflows import predict_with_model
+    from slipway.workflows.predict import predict_with_model
 
     inputs: list[str | Path] = []
     for raw in args.input:

@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
 
     from slipway.registry import Registry
-    from slipway.workflows import train_and_register
+    from slipway.workflows.train import train_and_register
 
     training.init_distributed(ctx)
     try:

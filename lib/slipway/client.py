@@ -19,7 +19,7 @@ import numpy as np
 import requests
 
 from slipway.errors import SlipwayError
-from slipway.registry import DEFAULT_MODEL_NAME
+from slipway.model_uri import DEFAULT_MODEL_NAME
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 

@@ -32,29 +32,25 @@ import pandas as pd
 from slipway import __version__
 from slipway.errors import DataError, SchemaError
 from slipway.io import read_json, sha256_file, write_json, write_text
+from slipway.schema import (  # noqa: F401 - re-exported: slipway.data.NUM_CLASSES etc.
+    FEATURE_COLUMNS,
+    ID_COLUMN,
+    IMAGE_SIDE,
+    LABEL_COLUMN,
+    NUM_CLASSES,
+    NUM_FEATURES,
+    PIXEL_MAX,
+    SCHEMA,
+    table_kind,
+)
 
 LOG = logging.getLogger(__name__)
 
-ID_COLUMN = "id"
-LABEL_COLUMN = "label"
-IMAGE_SIDE = 8
-FEATURE_COLUMNS: tuple[str, ...] = tuple(
-    f"pixel_{r}_{c}" for r in range(IMAGE_SIDE) for c in range(IMAGE_SIDE)
-)
-NUM_FEATURES = len(FEATURE_COLUMNS)  # 64
-NUM_CLASSES = 10
-PIXEL_MAX = 16.0  # each pixel counts set bits in a 4x4 block of the 32x32 bitmap (UCI)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 BUILTIN_SOURCE = "digits"
 MANIFEST_NAME = "manifest.json"
 LATEST_NAME = "LATEST"
 MANIFEST_FORMAT = 1
-
-SCHEMA: dict[str, str] = {
-    ID_COLUMN: "int64",
-    **{name: "float32" for name in FEATURE_COLUMNS},
-    LABEL_COLUMN: "int64",
-}
 
 
 def load_digits_frame() -> pd.DataFrame:
@@ -94,20 +90,6 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"input file has no rows: {p}")
     return frame
-
-
-def table_kind(path: str | os.PathLike[str]) -> str:
-    """Return "csv" or "parquet" from a file name's suffix.
-
-    Raises:
-        DataError: the suffix is neither.
-    """
-    name = Path(path).name.lower()
-    if name.endswith((".csv", ".csv.gz")):
-        return "csv"
-    if name.endswith((".parquet", ".pq")):
-        return "parquet"
-    raise DataError(f"unsupported file type (want .csv or .parquet): {path}")
 
 
 def load_raw(source: str) -> pd.DataFrame:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from slipway import preprocessing
-from slipway.data import NUM_CLASSES
 from slipway.inference import predict
-from slipway.io import atomic_path
 from slipway.metrics import ClassificationMetrics, classification_metrics
+from slipway.schema import NUM_CLASSES
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from torch import nn
 
 METRICS = ("accuracy", "macro_f1")
 
@@ -102,44 +99,3 @@ class Decision:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return asdict(self)
-
-
-def plot_confusion(confusion: np.ndarray, path: str | os.PathLike[str], title: str = "") -> Path:
-    """Write a `(C, C)` confusion matrix as an annotated PNG heat map (atomically).
-
-    Rows are true classes, columns predicted classes. Uses matplotlib's Agg backend.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.asarray(confusion)
-    n = cm.shape[0]
-    fig, ax = plt.subplots(figsize=(6, 5.4), dpi=100)
-    try:
-        image = ax.imshow(cm, cmap="Blues")
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-        ax.set(xticks=range(n), yticks=range(n), xlabel="predicted digit", ylabel="true digit")
-        if title:
-            ax.set_title(title)
-        threshold = cm.max() / 2 if cm.size else 0
-        for i in range(n):
-            for j in range(n):
-                if cm[i, j]:
-                    ax.text(
-                        j,
-                        i,
-                        str(cm[i, j]),
-                        ha="center",
-                        va="center",
-                        fontsize=8,
-                        color="white" if cm[i, j] > threshold else "black",
-                    )
-        fig.tight_layout()
-        out = Path(path)
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, format="png", metadata={"Software": None})
-    finally:
-        plt.close(fig)
-    return out

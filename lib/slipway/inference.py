@@ -31,10 +31,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from slipway.data import FEATURE_COLUMNS, PIXEL_MAX, table_kind
 from slipway.errors import DataError, SchemaError
 from slipway.io import atomic_path
 from slipway.preprocessing import scale_pixels
+from slipway.schema import FEATURE_COLUMNS, PIXEL_MAX, table_kind
 
 LOG = logging.getLogger(__name__)
 

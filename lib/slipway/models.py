@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from slipway import preprocessing
-from slipway.data import IMAGE_SIDE, NUM_CLASSES, NUM_FEATURES
 from slipway.errors import ModelFormatError
 from slipway.io import atomic_path, read_json, write_json
+from slipway.schema import IMAGE_SIDE, NUM_CLASSES, NUM_FEATURES
 
 MODEL_FORMAT = 1
 WEIGHTS_NAME = "model.pt"

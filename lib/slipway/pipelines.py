@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from slipway.errors import PipelineError
-from slipway.registry import CHALLENGER, CHAMPION, DEFAULT_MODEL_NAME
+from slipway.model_uri import CHALLENGER, CHAMPION, DEFAULT_MODEL_NAME
 
 LOG = logging.getLogger(__name__)
 STEP_NAMES: tuple[str, ...] = ("processing", "training", "evaluation", "inference")

@@ -7,14 +7,15 @@ apart. The spec is stored with each model (`spec()`) and checked on load.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import torch
 
-from slipway.data import FEATURE_COLUMNS, LABEL_COLUMN, NUM_FEATURES, PIXEL_MAX
 from slipway.errors import SchemaError
+from slipway.schema import FEATURE_COLUMNS, LABEL_COLUMN, NUM_FEATURES, PIXEL_MAX
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SPEC_NAME = "pixel_scale"
 
@@ -50,8 +51,3 @@ def features(frame: pd.DataFrame) -> np.ndarray:
 def labels(frame: pd.DataFrame) -> np.ndarray:
     """Return the `(N,)` int64 class labels 0..9 of a validated table."""
     return frame[LABEL_COLUMN].to_numpy(dtype=np.int64, copy=True)
-
-
-def to_tensors(frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return `(x, y)`: `(N, 64)` float32 and `(N,)` int64 tensors of a validated table."""
-    return torch.from_numpy(features(frame)), torch.from_numpy(labels(frame))

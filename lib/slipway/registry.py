@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import tempfile
 import time
 import urllib.error
@@ -28,6 +27,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from slipway.errors import ModelNotFoundError, RegistryError, RegistryUnavailableError
+from slipway.model_uri import (  # noqa: F401 - re-exported: slipway.registry.CHAMPION etc.
+    CHALLENGER,
+    CHAMPION,
+    DEFAULT_MODEL_NAME,
+    ModelUri,
+    parse_model_uri,
+)
 from slipway.models import LoadedModel, load_model_dir
 
 if TYPE_CHECKING:
@@ -36,10 +42,7 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_MODEL_NAME = "digits-classifier"
 DEFAULT_EXPERIMENT = "slipway-digits"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 MODEL_ARTIFACT_PATH = "model"
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR_NAME = "mlartifacts"
@@ -52,8 +55,6 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-_URI_RE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
-
 
 def embedded_tracking_uri(data_dir: str | os.PathLike[str]) -> str:
     """Return the SQLite tracking/registry URI of the embedded store under `data_dir`."""
@@ -63,34 +64,6 @@ def embedded_tracking_uri(data_dir: str | os.PathLike[str]) -> str:
 def resolve_tracking_uri(tracking_uri: str | None, data_dir: str | os.PathLike[str]) -> str:
     """Return `tracking_uri` if set, else the embedded store's URI for `data_dir`."""
     return tracking_uri or embedded_tracking_uri(data_dir)
-
-
-@dataclass(frozen=True)
-class ModelUri:
-    """A parsed `models:/<name>@<alias>` or `models:/<name>/<version>` URI."""
-
-    name: str
-    alias: str | None = None
-    version: str | None = None
-
-    def __str__(self) -> str:
-        if self.alias:
-            return f"models:/{self.name}@{self.alias}"
-        return f"models:/{self.name}/{self.version}"
-
-
-def parse_model_uri(uri: str) -> ModelUri:
-    """Parse a registry model URI.
-
-    Raises:
-        ValueError: `uri` has neither form.
-    """
-    match = _URI_RE.match(uri.strip())
-    if not match:
-        raise ValueError(
-            f"not a model URI (want models:/<name>@<alias> or models:/<name>/<n>): {uri}"
-        )
-    return ModelUri(name=match["name"], alias=match["alias"], version=match["version"])
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from slipway.data import NUM_CLASSES, NUM_FEATURES, PIXEL_MAX
 from slipway.errors import RegistryUnavailableError, SlipwayError
+from slipway.model_uri import DEFAULT_MODEL_NAME, parse_model_uri
 from slipway.preprocessing import scale_pixels
-from slipway.registry import DEFAULT_MODEL_NAME
+from slipway.schema import NUM_CLASSES, NUM_FEATURES, PIXEL_MAX
 
 LOG = logging.getLogger(__name__)
 
@@ -182,8 +182,6 @@ class ModelHolder:
         if self.config.model_name:
             self.name = self.config.model_name
         elif not self.config.model_dir:
-            from slipway.registry import parse_model_uri
-
             with contextlib.suppress(ValueError):  # reported by load()
                 self.name = parse_model_uri(self.config.model_uri).name
 

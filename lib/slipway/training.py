@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,9 +30,13 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from slipway import preprocessing
 from slipway.errors import CheckpointError
 from slipway.io import atomic_path
 from slipway.models import ModelConfig, build_model
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LOG = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
@@ -382,3 +386,10 @@ def _save_checkpoint(
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     LOG.debug("checkpoint for epoch %d written to %s", epoch, path)
+
+
+def to_tensors(frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return `(x, y)`: `(N, 64)` float32 and `(N,)` int64 tensors of a validated table."""
+    return torch.from_numpy(preprocessing.features(frame)), torch.from_numpy(
+        preprocessing.labels(frame)
+    )

@@ -1,10 +1,7 @@
-"""slipway.evaluation: scoring, the promotion policy and the confusion-matrix plot."""
+"""slipway.evaluation: scoring and the promotion policy."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -34,8 +31,3 @@ def test_policy_decisions() -> None:
     for bad in ({"metric": "loss"}, {"min_improvement": -1}, {"min_value": 2}):
         with pytest.raises(ValueError):
             evaluation.PromotionPolicy(**bad)  # type: ignore[arg-type]
-
-
-def test_plot_confusion_writes_png(tmp_path: Path) -> None:
-    out = evaluation.plot_confusion(np.eye(10, dtype=int) * 5, tmp_path / "cm.png", title="t")
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -15,8 +15,6 @@ def test_features_and_labels(digits_frame: pd.DataFrame) -> None:
     assert x.shape == (1797, 64) and x.dtype == np.float32
     assert x.min() == 0.0 and x.max() == 1.0
     assert y.shape == (1797,) and y.dtype == np.int64
-    xt, yt = preprocessing.to_tensors(digits_frame.head(4))
-    assert tuple(xt.shape) == (4, 64) and yt.tolist() == digits_frame["label"].head(4).tolist()
 
 
 def test_scale_pixels_checks_shape() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from slipway import preprocessing, training
+from slipway import training
 from slipway.data import split
 from slipway.errors import CheckpointError
 from slipway.models import ModelConfig
@@ -19,7 +19,7 @@ CFG = ModelConfig(hidden=(32,), dropout=0.2)  # dropout on, so the RNG handling 
 @pytest.fixture(scope="module")
 def xy(digits_frame: pd.DataFrame):  # type: ignore[no-untyped-def]
     s = split(digits_frame, seed=0)
-    return preprocessing.to_tensors(s.train), preprocessing.to_tensors(s.val)
+    return training.to_tensors(s.train), training.to_tensors(s.val)
 
 
 def _states_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -124,3 +124,9 @@ def test_config_validation_and_dist_context() -> None:
     ctx = training.DistContext.from_env({"RANK": "1", "WORLD_SIZE": "2"})
     assert ctx.distributed and not ctx.is_main and ctx.local_world_size == 2
     assert training.DistContext.from_env({}).is_main
+
+
+def test_to_tensors(digits_frame: pd.DataFrame) -> None:
+    xt, yt = training.to_tensors(digits_frame.head(4))
+    assert xt.dtype == torch.float32 and tuple(xt.shape) == (4, 64)
+    assert yt.dtype == torch.int64 and yt.tolist() == digits_frame["label"].head(4).tolist()

@@ -1,4 +1,4 @@
-"""slipway.workflows: train -> register -> evaluate -> promote -> predict on the embedded store."""
+"""slipway.workflows.{train,evaluate,predict}: train -> register -> evaluate -> promote -> predict on the embedded store."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from slipway import workflows
 from slipway.errors import ModelNotFoundError
 from slipway.evaluation import PromotionPolicy
 from slipway.models import ModelConfig
 from slipway.registry import Registry
 from slipway.training import TrainConfig
+from slipway.workflows.evaluate import evaluate_and_promote
+from slipway.workflows.predict import predict_with_model
+from slipway.workflows.train import train_and_register
 
 
 def test_trained_fixture_is_registered_as_challenger(trained_data_dir: Path) -> None:
@@ -26,7 +28,7 @@ def test_trained_fixture_is_registered_as_challenger(trained_data_dir: Path) -> 
 def test_evaluate_promote_then_keep_champion(data_dir_copy: Path) -> None:
     reg = Registry.for_data_dir(data_dir_copy)
     out = data_dir_copy / "reports"
-    report = workflows.evaluate_and_promote(
+    report = evaluate_and_promote(
         registry=reg,
         model_name="digits-classifier",
         processed=data_dir_copy / "processed",
@@ -40,7 +42,7 @@ def test_evaluate_promote_then_keep_champion(data_dir_copy: Path) -> None:
     assert reg.get_version("digits-classifier", alias="champion").version == "1"
 
     # A second, worse model does not take the champion alias under a strict policy.
-    second = workflows.train_and_register(
+    second = train_and_register(
         registry=reg,
         processed=data_dir_copy / "processed",
         model_name="digits-classifier",
@@ -50,7 +52,7 @@ def test_evaluate_promote_then_keep_champion(data_dir_copy: Path) -> None:
         progress=False,
     )
     assert second.version is not None and second.version.version == "2"
-    report = workflows.evaluate_and_promote(
+    report = evaluate_and_promote(
         registry=reg,
         model_name="digits-classifier",
         processed=data_dir_copy / "processed",
@@ -64,7 +66,7 @@ def test_evaluate_promote_then_keep_champion(data_dir_copy: Path) -> None:
     assert reg.get_version("digits-classifier", alias="challenger").version == "2"
 
     with pytest.raises(ModelNotFoundError):
-        workflows.evaluate_and_promote(
+        evaluate_and_promote(
             registry=reg,
             model_name="digits-classifier",
             processed=data_dir_copy / "processed",
@@ -78,7 +80,7 @@ def test_predict_with_model(
     trained_data_dir: Path, tmp_path: Path, digits_frame: pd.DataFrame
 ) -> None:
     digits_frame.head(50).to_csv(tmp_path / "in.csv", index=False)
-    info, summary = workflows.predict_with_model(
+    info, summary = predict_with_model(
         registry=Registry.for_data_dir(trained_data_dir),
         model_uri="models:/digits-classifier@challenger",
         inputs=[tmp_path / "in.csv"],

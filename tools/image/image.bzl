@@ -3,9 +3,10 @@
     py_image(name = "image", binary = ":training", image_name = "training")
 
 makes, in the calling package:
-    :layer_packages  third-party packages of the binary except torch (.tar.gz)
-    :layer_app       this project's code and the launcher (.tar.gz)
-    :oci_image       the image: base | torch | packages | app
+    :layers          the binary's runfiles as layers: one per layer group its
+                     runfiles reach (e.g. torch), then the other third-party
+                     packages, then the application (.tar.gz files, in order)
+    :oci_image       the image: base | groups... | packages | app
     :tags            the tag file: `dev` unstamped, STABLE_VERSION when stamped
     :repository      `<registry>/slipway/<image_name>`; registry from
                      --//tools/image:registry (default localhost:5000)
@@ -13,8 +14,12 @@ makes, in the calling package:
     :load            `bazel run :load`: into Docker, else podman
     :<name>          `bazel run :image [-- --norun | ARGS...]`: load, then run
 
-The torch layer is one target (//tools/image:layer_torch) shared by every image,
-so its digest, and its upload, is the same everywhere.
+An image carries only its binary's runfiles. Large dependencies get layers of
+their own through layer groups (the idea of rules_py's `py_image_layer`
+`layer_groups`): a `layer_group` target names pip repositories by pattern and
+builds their layer once, so every image that holds them shares the same blob;
+an image whose binary does not reach a group has no layer for it. A team adds
+its own group with one `layer_group` target and passes it in `layer_groups`.
 """
 
 load("@aspect_bazel_lib//lib:expand_template.bzl", "expand_template")
@@ -26,6 +31,25 @@ load("@rules_python//python:defs.bzl", "py_binary")
 LAUNCHER = "/app/main"
 UNSTAMPED_TAG = "dev"
 
+# The groups every py_image uses unless told otherwise: torch (~184 MB
+# compressed) in a layer of its own, shared by every image that holds it.
+DEFAULT_LAYER_GROUPS = [Label("//tools/image:layer_torch")]
+
+# Third-party files no image runs: the packages' own test suites (pandas, scipy,
+# pyarrow, numpy, ... ship theirs; ~11 MB compressed in the processing image).
+# Globs over a file's path inside its pip repository.
+DEFAULT_EXCLUDES = ["*/tests/*"]
+
+LayerGroupInfo = provider(
+    doc = "A shared layer of the pip repositories whose names match `patterns`.",
+    fields = {
+        "name": "the group's name, e.g. torch",
+        "patterns": "repository name patterns: `pypi_torch`, or `pypi_nvidia_*` (prefix)",
+        "repos": "names of the repositories the layer holds",
+        "layer": "the .tar.gz File",
+    },
+)
+
 def _runfiles_path(path):
     # Runfiles paths: `_main/<path>` for this repository, `<repo>/<path>` for others.
     return path[3:] if path.startswith("../") else "_main/" + path
@@ -36,15 +60,35 @@ def _file_line(f):
 def _empty_line(path):
     return "%s\t" % _runfiles_path(path)
 
-def _runfiles_layer_impl(ctx):
-    info = ctx.attr.binary[DefaultInfo]
+def _apparent(repo):
+    # `rules_python~0.22.1~pip~pypi_torch` (Bazel 7) or `...+pypi_torch` (Bazel 8) -> pypi_torch
+    return repo.replace("+", "~").split("~")[-1]
+
+def _matches(repo, patterns):
+    name = _apparent(repo)
+    for pattern in patterns:
+        if name == pattern or (pattern.endswith("*") and name.startswith(pattern[:-1])):
+            return True
+    return False
+
+def _repos(runfiles, patterns):
+    """Names of the external repositories of `runfiles` that match `patterns`, sorted."""
+    found = {}
+    for f in runfiles.files.to_list():
+        repo = f.owner.workspace_name if f.owner else ""
+        if repo and repo not in found and _matches(repo, patterns):
+            found[repo] = True
+    return sorted(found.keys())
+
+def _write_layer(ctx, target, out, select, patterns, exclude):
+    """One action: the `select` class of `target`'s runfiles as the layer `out`."""
+    info = target[DefaultInfo]
     runfiles = info.default_runfiles
     lines = ctx.actions.args()
     lines.set_param_file_format("multiline")
     lines.add_all(runfiles.files, map_each = _file_line)
     lines.add_all(runfiles.empty_filenames, map_each = _empty_line)
     executable = info.files_to_run.executable
-    inputs = [runfiles.files]
     extra = []
     if executable:
         lines.add("<launcher>\t" + executable.path)
@@ -53,25 +97,92 @@ def _runfiles_layer_impl(ctx):
         if mapping:
             lines.add("_repo_mapping\t" + mapping.path)
             extra.append(mapping)
-    manifest = ctx.actions.declare_file(ctx.label.name + ".manifest")
+    manifest = ctx.actions.declare_file(out.basename + ".manifest", sibling = out)
     ctx.actions.write(manifest, lines)
-    out = ctx.actions.declare_file(ctx.label.name + ".tar.gz")
+    args = ["runfiles", "--out", out.path, "--root", LAUNCHER, "--select", select]
+    for pattern in patterns:
+        args += ["--pattern", pattern]
+    for glob in exclude:
+        args += ["--exclude", glob]
     ctx.actions.run(
         executable = ctx.executable._layer,
-        arguments = ["runfiles", "--out", out.path, "--root", LAUNCHER, "--select", ctx.attr.select, manifest.path],
-        inputs = depset([manifest] + extra, transitive = inputs),
+        arguments = args + [manifest.path],
+        inputs = depset([manifest] + extra, transitive = [runfiles.files]),
         outputs = [out],
         mnemonic = "ImageLayer",
-        progress_message = "Writing %s layer of %s" % (ctx.attr.select, ctx.attr.binary.label),
+        progress_message = "Writing %s layer of %s" % (select, target.label),
     )
-    return [DefaultInfo(files = depset([out]))]
 
-runfiles_layer = rule(
-    implementation = _runfiles_layer_impl,
-    doc = "One class (torch, packages or app) of a target's runfiles as a layer at " + LAUNCHER + ".runfiles.",
+def _layer_group_impl(ctx):
+    out = ctx.actions.declare_file(ctx.label.name + ".tar.gz")
+    repos = _repos(ctx.attr.src[DefaultInfo].default_runfiles, ctx.attr.patterns)
+    if not repos:
+        fail("%s: no repository in the runfiles of %s matches %s" % (ctx.label, ctx.attr.src.label, ctx.attr.patterns))
+    _write_layer(ctx, ctx.attr.src, out, "group", ctx.attr.patterns, ctx.attr.exclude)
+    return [
+        DefaultInfo(files = depset([out])),
+        LayerGroupInfo(name = ctx.attr.group, patterns = ctx.attr.patterns, repos = sorted(repos), layer = out),
+    ]
+
+layer_group = rule(
+    implementation = _layer_group_impl,
+    doc = """A layer of its own for large pip packages, shared by every image that holds them.
+
+    layer_group(
+        name = "layer_torch",
+        group = "torch",
+        patterns = ["pypi_torch"],
+        src = requirement("torch"),
+    )
+
+The layer holds the files of the repositories of `src`'s runfiles whose names
+match `patterns`; py_image leaves those repositories out of its packages layer
+and puts this layer in instead, whenever its binary reaches one of them.
+""",
     attrs = {
-        "binary": attr.label(mandatory = True, doc = "A py_binary, or a py_library for a shared layer."),
-        "select": attr.string(mandatory = True, values = ["torch", "packages", "app"]),
+        "group": attr.string(mandatory = True, doc = "The group's name, shown in messages."),
+        "patterns": attr.string_list(
+            mandatory = True,
+            doc = "Repository names as rules_python's pip hub names them (`pypi_<distribution>`); a trailing `*` matches any suffix.",
+        ),
+        "src": attr.label(mandatory = True, doc = "A target whose runfiles hold every repository of the group (a py_library that depends on them all)."),
+        "exclude": attr.string_list(default = DEFAULT_EXCLUDES, doc = "Globs of paths inside the repositories to leave out."),
+        "_layer": attr.label(default = "//tools/image:layer", executable = True, cfg = "exec"),
+    },
+)
+
+def _image_layers_impl(ctx):
+    runfiles = ctx.attr.binary[DefaultInfo].default_runfiles
+    layers = []
+    grouped = []
+    for target in ctx.attr.layer_groups:
+        group = target[LayerGroupInfo]
+        reached = _repos(runfiles, group.patterns)
+        if not reached:
+            continue
+        missing = [r for r in reached if r not in group.repos]
+        if missing:
+            fail("%s reaches %s, which layer group %s (%s) does not hold: make its src depend on them" % (
+                ctx.attr.binary.label,
+                ", ".join(missing),
+                group.name,
+                target.label,
+            ))
+        layers.append(group.layer)
+        grouped += group.patterns
+    for select in ["packages", "app"]:
+        out = ctx.actions.declare_file("%s_%s.tar.gz" % (ctx.label.name, select))
+        _write_layer(ctx, ctx.attr.binary, out, select, grouped if select == "packages" else [], ctx.attr.exclude)
+        layers.append(out)
+    return [DefaultInfo(files = depset(layers, order = "preorder"))]
+
+image_layers = rule(
+    implementation = _image_layers_impl,
+    doc = "A py_binary's runfiles as ordered layers: its layer groups, other packages, the app.",
+    attrs = {
+        "binary": attr.label(mandatory = True, executable = True, cfg = "target"),
+        "layer_groups": attr.label_list(providers = [LayerGroupInfo]),
+        "exclude": attr.string_list(default = DEFAULT_EXCLUDES, doc = "Globs of third-party paths (inside their repository) to leave out."),
         "_layer": attr.label(default = "//tools/image:layer", executable = True, cfg = "exec"),
     },
 )
@@ -91,7 +202,7 @@ image_repository = rule(
     },
 )
 
-def py_image(name, binary, image_name, env = {}, exposed_ports = [], kind = "job", visibility = None):
+def py_image(name, binary, image_name, env = {}, exposed_ports = [], kind = "job", layer_groups = DEFAULT_LAYER_GROUPS, visibility = None):
     """Image, push, load and run targets for one py_binary (see the module docstring).
 
     Args:
@@ -102,20 +213,17 @@ def py_image(name, binary, image_name, env = {}, exposed_ports = [], kind = "job
         exposed_ports: e.g. ["8080/tcp"].
         kind: "job" (`:image` runs it in the foreground) or "service"
             (`:image` starts it detached and prints its URL).
+        layer_groups: layer_group targets whose packages get shared layers
+            of their own (default: torch); add a team's own large packages here.
         visibility: of the targets; default: the tests only.
     """
     if visibility == None:
         visibility = ["//tests:__subpackages__"]
-    for select in ["packages", "app"]:
-        runfiles_layer(name = "layer_" + select, binary = binary, select = select, visibility = visibility)
+    image_layers(name = "layers", binary = binary, layer_groups = layer_groups, visibility = visibility)
     oci_image(
         name = "oci_image",
         base = "//tools/image/base",
-        tars = [
-            "//tools/image:layer_torch",
-            ":layer_packages",
-            ":layer_app",
-        ],
+        tars = [":layers"],
         entrypoint = ["/usr/bin/python3.11", LAUNCHER],
         env = dict({"PYTHONUNBUFFERED": "1"}, **env),
         exposed_ports = exposed_ports,

@@ -7,6 +7,7 @@ Two sources, one writer:
         merged-/usr root filesystem and does what the scripts would have done:
         CA bundle, /etc/localtime, passwd/group with a non-root user, /tmp 1777.
     layer.py runfiles --out app.tar.gz --root /app/main --select app MANIFEST
+    layer.py runfiles --out torch.tar.gz --select group --pattern pypi_torch MANIFEST
         Lays a py_binary's runfiles out as `<root>` (the launcher) and
         `<root>.runfiles/...`, keeping only one class of files (see classify).
 
@@ -23,6 +24,7 @@ the output is written to a temporary name and renamed, never left half-written.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import gzip
 import io
 import lzma
@@ -232,28 +234,51 @@ def configure(tree: Tree, user: str, uid: int) -> None:
 
 # --- py_binary runfiles --------------------------------------------------------
 
-CLASSES = ("torch", "packages", "app")
+CLASSES = ("group", "packages", "app")
 
 
-def classify(runfiles_path: str) -> str:
-    """Layer class of a runfiles path: torch, packages (other third-party) or app.
+def repo_matches(repo: str, patterns: Iterable[str]) -> bool:
+    """True if the repository's apparent name matches a pattern (`pypi_torch`, `pypi_nvidia_*`).
 
-    The first path component is the repository: `_main` is this project; pip
-    repositories end in `pypi_<distribution>`; torch is the one named `pypi_torch`.
+    Canonical names look like `rules_python~0.22.1~pip~pypi_torch` (Bazel 7) or
+    `rules_python++pip+pypi_torch` (Bazel 8); the apparent name is the last part.
+    """
+    name = repo.replace("+", "~").split("~")[-1]
+    return any(
+        name == pattern or (pattern.endswith("*") and name.startswith(pattern[:-1]))
+        for pattern in patterns
+    )
+
+
+def classify(runfiles_path: str, patterns: Iterable[str] = ()) -> str:
+    """Layer class of a runfiles path: group, packages (other third-party) or app.
+
+    The first path component is the repository: `_main` is this project; a pip
+    repository whose name matches one of `patterns` belongs to the layer group.
     """
     repo = runfiles_path.split("/", 1)[0]
-    if repo.endswith("pypi_torch"):
-        return "torch"
     if repo == "_main" or repo == "_repo_mapping":
         return "app"
+    if repo_matches(repo, patterns):
+        return "group"
     return "packages"
 
 
-def runfiles_tree(manifest: Path, root: str, select: str) -> Tree:
+def runfiles_tree(
+    manifest: Path,
+    root: str,
+    select: str,
+    patterns: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+) -> Tree:
     """Reads a manifest of `RUNFILES_PATH<TAB>SOURCE` lines into a tree.
 
     An empty SOURCE is an empty file (Bazel's generated __init__.py); the line
     `<launcher><TAB>SOURCE` puts the binary's launcher at `root` itself.
+    `select` keeps one class (see classify): "group" the repositories matching
+    `patterns`, "packages" the other third-party ones, "app" this project's.
+    Third-party files whose path inside their repository matches a glob of
+    `exclude` (e.g. `*/tests/*`, the packages' own test suites) are left out.
 
     Raises:
         LayerError: a malformed line, or a path outside the runfiles tree.
@@ -272,7 +297,9 @@ def runfiles_tree(manifest: Path, root: str, select: str) -> Tree:
             if select == "app":
                 tree[base] = Entry(tarfile.REGTYPE, 0o755, source=Path(source))
             continue
-        if classify(path) != select:
+        if classify(path, patterns) != select:
+            continue
+        if select != "app" and any(fnmatch.fnmatchcase(path.partition("/")[2], g) for g in exclude):
             continue
         dest = f"{base}.runfiles/{path}"
         if not source:
@@ -296,6 +323,18 @@ def main(argv: list[str] | None = None) -> int:
     runfiles.add_argument("--out", type=Path, required=True)
     runfiles.add_argument("--root", default="/app/main", help="launcher path in the image")
     runfiles.add_argument("--select", choices=CLASSES, required=True)
+    runfiles.add_argument(
+        "--pattern",
+        action="append",
+        default=[],
+        help="repository name pattern of the layer group (repeatable; `pypi_x*` is a prefix)",
+    )
+    runfiles.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        help="glob of third-party paths (inside their repository) to leave out (repeatable)",
+    )
     runfiles.add_argument("manifest", type=Path)
     args = parser.parse_args(argv)
     try:
@@ -303,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             tree = unpack_debs(args.debs)
             configure(tree, args.user, args.uid)
         else:
-            tree = runfiles_tree(args.manifest, args.root, args.select)
+            tree = runfiles_tree(args.manifest, args.root, args.select, args.pattern, args.exclude)
         write_layer(tree, args.out)
     except (LayerError, OSError) as err:
         print(f"layer: error: {err}", file=sys.stderr)

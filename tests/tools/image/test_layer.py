@@ -59,6 +59,7 @@ def manifest(tmp_path: Path) -> Path:
         "_main/lib/slipway/models.py",
         "rules_python~~pip~pypi_torch/site-packages/torch/__init__.py",
         "rules_python~~pip~pypi_numpy/site-packages/numpy/__init__.py",
+        "rules_python++pip+pypi_nvidia_cublas/site-packages/nvidia/cublas.py",
     ]:
         src = sources / path.replace("/", "_")
         src.write_text(f"# {path}\n")
@@ -72,22 +73,41 @@ def manifest(tmp_path: Path) -> Path:
     return out
 
 
-def test_each_class_holds_only_its_files(manifest: Path, tmp_path: Path) -> None:
-    for select, expected in {
-        "app": {
-            "app/main",
-            "app/main.runfiles/_main/lib/slipway/models.py",
-            "app/main.runfiles/_main/lib/__init__.py",
-        },
-        "torch": {"app/main.runfiles/rules_python~~pip~pypi_torch/site-packages/torch/__init__.py"},
-        "packages": {
-            "app/main.runfiles/rules_python~~pip~pypi_numpy/site-packages/numpy/__init__.py"
-        },
-    }.items():
-        out = tmp_path / f"{select}.tar.gz"
-        assert layer("runfiles", "--out", out, "--select", select, manifest).returncode == 0
-        files = {name for name, info in members(out).items() if info.isfile()}
-        assert files == expected, select
+TORCH = "app/main.runfiles/rules_python~~pip~pypi_torch/site-packages/torch/__init__.py"
+NUMPY = "app/main.runfiles/rules_python~~pip~pypi_numpy/site-packages/numpy/__init__.py"
+CUBLAS = "app/main.runfiles/rules_python++pip+pypi_nvidia_cublas/site-packages/nvidia/cublas.py"
+
+
+@pytest.mark.parametrize(
+    ("select", "patterns", "expected"),
+    [
+        (
+            "app",
+            [],
+            {
+                "app/main",
+                "app/main.runfiles/_main/lib/slipway/models.py",
+                "app/main.runfiles/_main/lib/__init__.py",
+            },
+        ),
+        ("group", ["pypi_torch"], {TORCH}),
+        ("group", ["pypi_torch", "pypi_nvidia_*"], {TORCH, CUBLAS}),
+        ("group", ["pypi_nvidia_*"], {CUBLAS}),
+        ("packages", [], {TORCH, NUMPY, CUBLAS}),
+        ("packages", ["pypi_torch"], {NUMPY, CUBLAS}),
+        ("packages", ["pypi_torch", "pypi_nvidia_*"], {NUMPY}),
+        # A pattern names a whole repository, not a prefix, unless it ends in `*`.
+        ("group", ["pypi_tor", "pypi_nvidia"], set()),
+    ],
+)
+def test_each_class_holds_only_its_files(
+    manifest: Path, tmp_path: Path, select: str, patterns: list[str], expected: set[str]
+) -> None:
+    out = tmp_path / f"{select}.tar.gz"
+    flags = [arg for pattern in patterns for arg in ("--pattern", pattern)]
+    assert layer("runfiles", "--out", out, "--select", select, *flags, manifest).returncode == 0
+    files = {name for name, info in members(out).items() if info.isfile()}
+    assert files == expected
 
 
 def test_same_inputs_same_bytes_whatever_the_order(manifest: Path, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
-"""Benchmarks: Slipway's training loop and batch inference against bare torch.
+"""Benchmark: Slipway's training loop and batch inference against bare torch.
 
-Run `python -m slipway.benchmarks` to print a Markdown table of:
+Run `tools/bazel run //tools/benchmarks:ml_benchmark` to print a Markdown table of:
 
 - training samples/s of `slipway.training.train` (validation every epoch, checkpoints)
   against a bare loop (shuffle, forward, backward, Adam step) on the same model and
@@ -31,10 +31,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-
 from slipway import data, inference, preprocessing
 from slipway.models import ModelConfig, build_model, load_model_dir, save_model_dir
-from slipway.training import TrainConfig, set_determinism, train
+from slipway.training import TrainConfig, set_determinism, to_tensors, train
 
 GOAL_RATIO = 0.9
 SCALE_UP = 20
@@ -90,7 +89,7 @@ def bare_training_loop(
 def bench_training(epochs: int, repeat: int, workdir: Path) -> Row:
     """Training samples/s: `train` (with validation and checkpointing) vs the bare loop."""
     splits = data.split(data.validate(data.load_digits_frame()), seed=0)
-    train_xy, val_xy = preprocessing.to_tensors(splits.train), preprocessing.to_tensors(splits.val)
+    train_xy, val_xy = to_tensors(splits.train), to_tensors(splits.val)
     mc, tc = ModelConfig(), TrainConfig(epochs=epochs)
     samples = len(train_xy[0]) * epochs
     set_determinism()
@@ -230,9 +229,9 @@ def markdown(rows: Sequence[Row]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: `python -m slipway.benchmarks [--epochs N] [--repeat N]`."""
+    """Command line: `tools/bazel run //tools/benchmarks:ml_benchmark [--epochs N] [--repeat N]`."""
     parser = argparse.ArgumentParser(
-        prog="python -m slipway.benchmarks",
+        prog="tools/bazel run //tools/benchmarks:ml_benchmark",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

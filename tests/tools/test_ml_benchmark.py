@@ -1,13 +1,14 @@
-"""slipway.benchmarks: the pieces run and the table renders (timings are not asserted)."""
+"""tools/benchmarks/ml_benchmark.py: the pieces run and the table renders (timings are not asserted)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from slipway import benchmarks
 from slipway.models import ModelConfig, build_model, save_model_dir
 from slipway.training import TrainConfig
+
+from tools.benchmarks import ml_benchmark as benchmarks
 
 
 def test_bare_loop_trains_the_same_model() -> None:
