@@ -1,0 +1,94 @@
+"""What each image carries: only its binary's runfiles, torch in one shared layer.
+
+Reads the built image layouts (no engine, no registry): the processing job has
+no torch layer and no torch file; every other image holds the one
+//tools/image:layer_torch blob right after the base; the service carries none of
+the data, plotting or MLflow-server packages; no layer ships a third-party test
+suite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+RUNFILES = Path(os.environ.get("RUNFILES_DIR", Path(__file__).parents[4]))
+MAIN = RUNFILES / "_main"
+IMAGES = {i["name"]: i for i in json.loads((MAIN / "tools/image/images.json").read_text())}
+TORCH_LAYER = MAIN / "tools/image/layer_torch.tar.gz"
+# Packages a JSON-in, JSON-out model server has no use for.
+NOT_IN_SERVICE = ("pandas", "pyarrow", "scipy", "scikit_learn", "matplotlib", "mlflow")
+
+
+def manifest(name: str) -> dict:  # type: ignore[type-arg]
+    root = MAIN / IMAGES[name]["package"] / "oci_image"
+    index = json.loads((root / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].split(":")[1]
+    return json.loads((root / "blobs/sha256" / digest).read_text())  # type: ignore[no-any-return]
+
+
+@cache
+def names(digest: str) -> tuple[str, ...]:
+    """Paths in a layer blob, read once whichever images share it."""
+    blob = next(
+        MAIN / i["package"] / "oci_image/blobs/sha256" / digest.split(":")[1]
+        for i in IMAGES.values()
+        if (MAIN / i["package"] / "oci_image/blobs/sha256" / digest.split(":")[1]).exists()
+    )
+    with tarfile.open(blob) as tar:
+        return tuple(tar.getnames())
+
+
+def runfiles_layers(name: str) -> list[str]:
+    """Digests of the image's layers above the base (Debian's, not runfiles)."""
+    return [layer["digest"] for layer in manifest(name)["layers"][1:]]
+
+
+def repos(name: str) -> set[str]:
+    """Apparent names of the pip repositories in the image's layers (`pypi_torch`, ...)."""
+    found = set()
+    for digest in runfiles_layers(name):
+        for path in names(digest):
+            parts = path.split("/")
+            if len(parts) > 3 and parts[1] == "main.runfiles":
+                found.add(parts[2].replace("+", "~").split("~")[-1])
+    return found
+
+
+@cache
+def torch_digest() -> str:
+    return "sha256:" + hashlib.sha256(TORCH_LAYER.read_bytes()).hexdigest()
+
+
+def test_processing_has_no_torch() -> None:
+    layers = [layer["digest"] for layer in manifest("processing")["layers"]]
+    assert torch_digest() not in layers
+    assert len(layers) == 3  # base | packages | app
+    assert "pypi_torch" not in repos("processing")
+    assert {"pypi_pandas", "pypi_pyarrow", "pypi_numpy"} <= repos("processing")
+
+
+@pytest.mark.parametrize("name", sorted(set(IMAGES) - {"processing"}))
+def test_torch_images_share_one_torch_layer(name: str) -> None:
+    layers = [layer["digest"] for layer in manifest(name)["layers"]]
+    assert layers[1] == torch_digest()  # base | torch | packages | app
+    assert len(layers) == 4
+
+
+def test_service_carries_no_data_plotting_or_server_packages() -> None:
+    found = repos("service")
+    assert not {f"pypi_{name}" for name in NOT_IN_SERVICE} & found
+    assert {"pypi_mlflow_skinny", "pypi_flask", "pypi_gunicorn", "pypi_torch"} <= found
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_no_third_party_test_suites(name: str) -> None:
+    for digest in runfiles_layers(name):
+        suites = [n for n in names(digest) if "/tests/" in n and "/main.runfiles/_main/" not in n]
+        assert not suites[:3], digest
