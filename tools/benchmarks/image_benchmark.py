@@ -5,7 +5,8 @@ Usage (from the workspace root, nothing else running):
     python3 tools/benchmarks/image_benchmark.py [--skip-pip]
 
 1. cold build: `tools/bazel clean`, then build every `:oci_image` (repositories
-   stay fetched: this times the layers and images, not the downloads);
+   stay fetched: this times the layers and images, not the downloads; every
+   Bazel command here runs without the disk cache, SLIPWAY_DISK_CACHE empty);
 2. warm build: the same command again;
 3. push: a registry on 127.0.0.1 (//tools/image:registry_server), every
    `:push` once into the empty registry, then again (all blobs present);
@@ -42,12 +43,18 @@ IMAGES = {
     "service": "service",
 }
 LAYER_NAMES = ("base", "torch", "packages", "app")
+# No disk cache: a build after `clean` is cold.
+BAZEL_ENV = {**os.environ, "SLIPWAY_DISK_CACHE": ""}
 
 
 def bazel(*args: str, check: bool = True) -> float:
     start = time.monotonic()
     done = subprocess.run(
-        [str(ROOT / "tools/bazel"), *args], cwd=ROOT, capture_output=True, text=True
+        [str(ROOT / "tools/bazel"), *args],
+        cwd=ROOT,
+        env=BAZEL_ENV,
+        capture_output=True,
+        text=True,
     )
     if check and done.returncode != 0:
         sys.exit(
@@ -142,6 +149,7 @@ def main() -> int:
                 f"{tmp}/registry",
             ],
             cwd=ROOT,
+            env=BAZEL_ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
