@@ -1,14 +1,15 @@
 """Reproducible images and an application-only change, through a nested Bazel.
 
-From a copy of the work tree (its tracked and new files), a second Bazel in a
-fresh output base builds every image from scratch (downloads, pip repositories,
-layers); the digests must equal those of this build (another output base).
-Then one application source file changes: in every image only the application
-layer's digest (and so the config and manifest) may change, and the service's
-next push through `:push` must upload only that layer and the config.
+From a copy of the sources (//:srcs, a declared input), a second Bazel in a
+fresh output base builds every image from scratch (pip repositories, layers;
+only the downloads may come from the outer build's repository cache); the
+digests must equal those of this build (another output base). Then one
+application source file changes: in every image only the application layer's
+digest (and so the config and manifest) may change, and the service's next
+push through `:push` must upload only that layer and the config.
 
 Slow (a cold build, ~10 min on 2 cores) and needs the network that the build
-needs (PyPI, npm, Debian's archive): tagged external, exclusive.
+needs (PyPI, npm, Debian's archive): tagged e2e, exclusive.
 """
 
 from __future__ import annotations
@@ -45,15 +46,23 @@ def package(name: str) -> str:
 def nested(
     tmp_path_factory: pytest.TempPathFactory,
     nested_bazel_cleanup: Callable[[list[str], Path], None],
-    work_tree_copy: Callable[[Path], Path],
+    sources_copy: Callable[[Path], Path],
 ) -> Iterator[tuple[Path, list[str]]]:
-    """A copy of the work tree and the command that runs its Bazel."""
+    """A copy of the sources and the command that runs its Bazel."""
     base = tmp_path_factory.mktemp("nested")
-    copy = work_tree_copy(base / "ws")
+    copy = sources_copy(base / "ws")
     home = base / "home"
     home.mkdir()
-    # tools/bazel picks online or offline as it does for a user.
-    bazel = ["env", f"HOME={home}", str(copy / "tools/bazel"), f"--output_base={base / 'output'}"]
+    # tools/bazel picks online or offline as it does for a user. From scratch:
+    # a fresh HOME (pip's cache) and output base, no disk cache; only the
+    # repository cache (SLIPWAY_REPOSITORY_CACHE, inherited) is the outer one.
+    bazel = [
+        "env",
+        f"HOME={home}",
+        "SLIPWAY_DISK_CACHE=",
+        str(copy / "tools/bazel"),
+        f"--output_base={base / 'output'}",
+    ]
     yield copy, bazel
     nested_bazel_cleanup(bazel, copy)
 

@@ -1,11 +1,13 @@
-"""tools/release: the release flow in a throwaway git repository of this work tree.
+"""tools/release: the release flow in a throwaway git repository of the sources (//:srcs).
 
 Against a real registry with htpasswd (bcrypt) authentication on 127.0.0.1,
 credentials in a Docker config file: each refusal with its message, a dry
 run, the happy path, a push cut half-way (the registry stops) and resumed by
 the same command, and the immutability of a release tag in the registry. The
-release tool's Bazel builds in the copy with its own output base (a cold build:
-minutes). Tests run in file order and share the repository.
+release tool's Bazel builds in the copy with its own output base; it reuses
+the outer build's repository and disk caches (SLIPWAY_REPOSITORY_CACHE,
+SLIPWAY_DISK_CACHE, inherited), as this tests the flow, not reproducibility.
+Tests run in file order and share the repository.
 """
 
 from __future__ import annotations
@@ -64,10 +66,10 @@ def repo(
     tmp_path_factory: pytest.TempPathFactory,
     start_registry: Callable[..., Any],
     nested_bazel_cleanup: Callable[[list[str], Path], None],
-    work_tree_copy: Callable[[Path], Path],
+    sources_copy: Callable[[Path], Path],
 ) -> Iterator[Repo]:
     base = tmp_path_factory.mktemp("release")
-    copy = work_tree_copy(base / "repo")
+    copy = sources_copy(base / "repo")
     for args in (
         ["init", "-q"],
         ["config", "user.name", "Release Test"],
