@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -19,6 +20,8 @@ import pytest
 RUNFILES = Path(os.environ.get("RUNFILES_DIR", Path(__file__).parents[3]))
 MAIN = RUNFILES / "_main"
 SRCS_LIST = MAIN / "tests/tools/srcs.txt"
+# //tools/image:images.json: name, package and target labels of every image.
+IMAGES_JSON = MAIN / "tools/image/images.json"
 
 
 def free_port() -> int:
@@ -81,6 +84,12 @@ def start_registry() -> Iterator[Callable[..., Registry]]:
     yield start
     for registry in started:
         registry.stop()
+
+
+@pytest.fixture(scope="session")
+def image_list() -> list[dict[str, str]]:
+    """The images, in release order: dicts of name, package, oci_image, push, tags."""
+    return json.loads(IMAGES_JSON.read_text())  # type: ignore[no-any-return]
 
 
 def copy_sources(dest: Path) -> Path:

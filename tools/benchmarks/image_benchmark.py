@@ -34,14 +34,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGES = {
-    "processing": "jobs/processing",
-    "training": "jobs/training",
-    "evaluation": "jobs/evaluation",
-    "inference": "jobs/inference",
-    "pipelines": "jobs/pipelines",
-    "service": "service",
-}
 LAYER_NAMES = ("base", "torch", "packages", "app")
 # No disk cache: a build after `clean` is cold.
 BAZEL_ENV = {**os.environ, "SLIPWAY_DISK_CACHE": ""}
@@ -61,6 +53,12 @@ def bazel(*args: str, check: bool = True) -> float:
             f"image_benchmark: error: tools/bazel {' '.join(args)} failed:\n{done.stderr[-3000:]}"
         )
     return time.monotonic() - start
+
+
+def read_images() -> list[dict[str, str]]:
+    """The images (tools/image/images.bzl), from //tools/image:images.json in bazel-bin."""
+    bazel("build", "//tools/image:images.json")
+    return json.loads((ROOT / "bazel-bin/tools/image/images.json").read_text())  # type: ignore[no-any-return]
 
 
 def manifest(package: str) -> dict[str, object]:
@@ -129,7 +127,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--skip-pip", action="store_true")
     args = parser.parse_args()
-    targets = [f"//{package}:oci_image" for package in IMAGES.values()]
+    images = read_images()
+    targets = [image["oci_image"] for image in images]
     bazel("build", *targets)  # fetches whatever is missing, outside the timing
     bazel("clean")
     cold = bazel("build", *targets)
@@ -160,18 +159,18 @@ def main() -> int:
                     sys.exit("image_benchmark: error: the registry did not start")
                 time.sleep(0.5)
             push: dict[str, tuple[float, float]] = {}
-            for name, package in IMAGES.items():
-                repo = ["--", "--repository", f"127.0.0.1:{port}/slipway/{name}"]
-                first = bazel("run", f"//{package}:push", *repo)
-                again = bazel("run", f"//{package}:push", *repo)
-                push[name] = (first, again)
+            for image in images:
+                repo = ["--", "--repository", f"127.0.0.1:{port}/slipway/{image['name']}"]
+                first = bazel("run", image["push"], *repo)
+                again = bazel("run", image["push"], *repo)
+                push[image["name"]] = (first, again)
         finally:
             server.terminate()
             server.wait(timeout=30)
         pip = None if args.skip_pip else pip_size(Path(tmp))
 
     print(
-        f"cold build of the {len(IMAGES)} images (after `clean`, repositories fetched): {cold:.0f} s"
+        f"cold build of the {len(images)} images (after `clean`, repositories fetched): {cold:.0f} s"
     )
     print(f"warm build (nothing changed): {warm:.1f} s\n")
     print(
@@ -180,8 +179,9 @@ def main() -> int:
         + " | image (MB) | first push (s) | push again (s) |"
     )
     print("|---" * (len(LAYER_NAMES) + 4) + "|")
-    for name, package in IMAGES.items():
-        layers = [int(layer["size"]) for layer in manifest(package)["layers"]]  # type: ignore[index]
+    for image in images:
+        name = image["name"]
+        layers = [int(layer["size"]) for layer in manifest(image["package"])["layers"]]  # type: ignore[index]
         print(
             f"| {name} | "
             + " | ".join(mb(s) for s in layers)

@@ -39,14 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-IMAGES = {
-    "processing": "jobs/processing",
-    "training": "jobs/training",
-    "evaluation": "jobs/evaluation",
-    "inference": "jobs/inference",
-    "pipelines": "jobs/pipelines",
-    "service": "service",
-}
+# The images to release (//tools/image:images.json, from tools/image/images.bzl),
+# in this binary's runfiles: tools/release/release.py -> the runfiles root.
+IMAGES_JSON = Path(__file__).parents[2] / "tools/image/images.json"
 DEFAULT_REGISTRY = "localhost:5000"
 # https://semver.org, "Is there a suggested regular expression", without build metadata.
 _IDENT = r"(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
@@ -108,12 +103,34 @@ class Version:
 @dataclass
 class Image:
     name: str
-    package: str
+    package: str  # workspace path, e.g. jobs/training
+    targets: dict[str, str]  # labels of its oci_image, push and tags targets
     repository: str
     digest: str = ""
     tags: list[str] = field(default_factory=list)
     sbom: str = ""
     pushed: bool = False
+
+
+def read_images(registry: str) -> list[Image]:
+    """The images of images.json, each with its repository in `registry`.
+
+    Raises:
+        ReleaseError: images.json is missing (the tool runs outside its runfiles).
+    """
+    if not IMAGES_JSON.is_file():
+        raise ReleaseError(
+            f"{IMAGES_JSON} not found: run the tool with `tools/bazel run //tools/release`"
+        )
+    return [
+        Image(
+            entry["name"],
+            entry["package"],
+            {target: entry[target] for target in ("oci_image", "push", "tags")},
+            f"{registry}/slipway/{entry['name']}",
+        )
+        for entry in json.loads(IMAGES_JSON.read_text())
+    ]
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -296,7 +313,7 @@ def deploy(workspace: Path, images: list[Image], version: Version) -> None:
             workspace,
             "run",
             "--config=release",
-            f"//{image.package}:push",
+            image.targets["push"],
             "--",
             "--repository",
             image.repository,
@@ -322,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         version = Version.parse(args.version)
         resume = check_git(workspace, version)
         registry = args.registry.rstrip("/")
-        images = [Image(n, p, f"{registry}/slipway/{n}") for n, p in IMAGES.items()]
+        images = read_images(registry)
         if args.dry_run:
             print(f"release: dry run of {version}: all checks passed")
             print(
@@ -341,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             git(workspace, "tag", "-a", f"v{version}", "-m", f"Release {version}")
             print(f"release: tagged v{version}", flush=True)
         tagged = True
-        targets = [f"//{i.package}:{t}" for i in images for t in ("oci_image", "tags")]
+        targets = [i.targets[t] for i in images for t in ("oci_image", "tags")]
         bazel(workspace, "build", "--config=release", *targets)
         for image in images:
             stamped = (workspace / "bazel-bin" / image.package / "tags.txt").read_text().split()

@@ -38,10 +38,6 @@ def layout(root: Path, name: str) -> dict[str, object]:
     }
 
 
-def package(name: str) -> str:
-    return "service" if name == "service" else f"jobs/{name}"
-
-
 @pytest.fixture(scope="module")
 def nested(
     tmp_path_factory: pytest.TempPathFactory,
@@ -67,8 +63,11 @@ def nested(
     nested_bazel_cleanup(bazel, copy)
 
 
-def build_all(copy: Path, bazel: list[str], names: list[str]) -> dict[str, dict[str, object]]:
-    targets = [f"//{package(name)}:oci_image" for name in names]
+def build_all(
+    copy: Path, bazel: list[str], image_list: list[dict[str, str]]
+) -> dict[str, dict[str, object]]:
+    """Builds every image in the copy: image name -> its layout's digests."""
+    targets = [image["oci_image"] for image in image_list]
     done = subprocess.run(
         [*bazel, "build", "--color=no", "--curses=no", *targets],
         cwd=copy,
@@ -76,17 +75,21 @@ def build_all(copy: Path, bazel: list[str], names: list[str]) -> dict[str, dict[
         text=True,
     )
     assert done.returncode == 0, done.stderr[-6000:]
-    return {name: layout(copy / "bazel-bin" / package(name) / "oci_image", name) for name in names}
+    return {
+        image["name"]: layout(copy / "bazel-bin" / image["package"] / "oci_image", image["name"])
+        for image in image_list
+    }
 
 
 def test_from_scratch_digests_match_and_app_change_touches_only_the_app_layer(
     nested: tuple[Path, list[str]],
     tmp_path: Path,
     images: dict[str, Path],
+    image_list: list[dict[str, str]],
     start_registry: Callable[[Path], Any],
 ) -> None:
     copy, bazel = nested
-    first = build_all(copy, bazel, list(images))
+    first = build_all(copy, bazel, image_list)
     for name, built in images.items():
         outer = layout(built / "oci_image", name)
         assert first[name] == outer, f"{name}: digests differ between output bases"
@@ -107,7 +110,7 @@ def test_from_scratch_digests_match_and_app_change_touches_only_the_app_layer(
 
     with open(copy / APP_FILE, "a") as handle:
         handle.write("\n# A change to application code only.\n")
-    second = build_all(copy, bazel, list(images))
+    second = build_all(copy, bazel, image_list)
     for name in images:
         before, after = first[name], second[name]
         assert before["layers"][:-1] == after["layers"][:-1], f"{name}: a lower layer changed"  # type: ignore[index]
