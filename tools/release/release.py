@@ -206,6 +206,30 @@ def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+# Layer digest -> the (name, version) of each Python distribution in the layer.
+_DISTRIBUTIONS: dict[str, list[tuple[str, str]]] = {}
+
+
+def distributions(layer: Path) -> list[tuple[str, str]]:
+    """(name, version) of each `.dist-info` in a layer file (a tar.gz named by its digest).
+
+    Read once per digest: the torch layer and most packages layers are the same
+    blob in several images, and reading one means decompressing it whole.
+    """
+    if layer.name not in _DISTRIBUTIONS:
+        with tarfile.open(layer) as tar:
+            _DISTRIBUTIONS[layer.name] = [
+                (match[1], match[2])
+                for name in tar.getnames()
+                if (
+                    match := re.search(
+                        r"/site-packages/([^/]+)-([^/-]+)\.dist-info/METADATA$", name
+                    )
+                )
+            ]
+    return _DISTRIBUTIONS[layer.name]
+
+
 def sbom(workspace: Path, image: Image, version: Version, layers: list[Path]) -> dict[str, Any]:
     """An SPDX 2.3 document: the Debian packages and Python distributions of the image."""
     lock = json.loads((workspace / "tools/image/base/debs.lock.json").read_text())
@@ -231,33 +255,31 @@ def sbom(workspace: Path, image: Image, version: Version, layers: list[Path]) ->
         )
     seen = set()
     for layer in layers[1:]:  # the first layer is the Debian base
-        with tarfile.open(layer) as tar:
-            for name in tar.getnames():
-                match = re.search(r"/site-packages/([^/]+)-([^/-]+)\.dist-info/METADATA$", name)
-                if not match or (match[1], match[2]) in seen:
-                    continue
-                seen.add((match[1], match[2]))
-                dist, dist_version = normalise(match[1]), match[2]
-                entry: dict[str, Any] = {
-                    "SPDXID": f"SPDXRef-pypi-{re.sub(r'[^A-Za-z0-9.-]', '-', dist)}",
-                    "name": dist,
-                    "versionInfo": dist_version,
-                    "downloadLocation": "NOASSERTION",
-                    "checksums": [
-                        {"algorithm": "SHA256", "checksumValue": h}
-                        for h in hashes.get((dist, dist_version.split("+")[0]), [])
-                        + hashes.get((dist, dist_version), [])
-                    ],
-                    "externalRefs": [
-                        {
-                            "referenceCategory": "PACKAGE-MANAGER",
-                            "referenceType": "purl",
-                            "referenceLocator": f"pkg:pypi/{dist}@{dist_version}",
-                        }
-                    ],
-                    "filesAnalyzed": False,
-                }
-                packages.append(entry)
+        for found in distributions(layer):
+            if found in seen:
+                continue
+            seen.add(found)
+            dist, dist_version = normalise(found[0]), found[1]
+            entry: dict[str, Any] = {
+                "SPDXID": f"SPDXRef-pypi-{re.sub(r'[^A-Za-z0-9.-]', '-', dist)}",
+                "name": dist,
+                "versionInfo": dist_version,
+                "downloadLocation": "NOASSERTION",
+                "checksums": [
+                    {"algorithm": "SHA256", "checksumValue": h}
+                    for h in hashes.get((dist, dist_version.split("+")[0]), [])
+                    + hashes.get((dist, dist_version), [])
+                ],
+                "externalRefs": [
+                    {
+                        "referenceCategory": "PACKAGE-MANAGER",
+                        "referenceType": "purl",
+                        "referenceLocator": f"pkg:pypi/{dist}@{dist_version}",
+                    }
+                ],
+                "filesAnalyzed": False,
+            }
+            packages.append(entry)
     return {
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
