@@ -1,7 +1,9 @@
-"""Fixtures of the tools tests: a real registry (//tools/image:registry_server) on 127.0.0.1."""
+"""Fixtures of the tools tests: a real registry (//tools/image:registry_server) on
+127.0.0.1, and for the nested-Bazel tests a copy of the sources and the clean-up."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -17,6 +19,9 @@ import pytest
 # Not resolved: under Bazel the tree is a runfiles symlink farm.
 RUNFILES = Path(os.environ.get("RUNFILES_DIR", Path(__file__).parents[3]))
 MAIN = RUNFILES / "_main"
+SRCS_LIST = MAIN / "tests/tools/srcs.txt"
+# //tools/image:images.json: name, package and target labels of every image.
+IMAGES_JSON = MAIN / "tools/image/images.json"
 
 
 def free_port() -> int:
@@ -81,29 +86,28 @@ def start_registry() -> Iterator[Callable[..., Registry]]:
         registry.stop()
 
 
-def copy_work_tree(dest: Path) -> Path:
-    """Copies the work tree's tracked and new (not ignored) files to `dest`.
+@pytest.fixture(scope="session")
+def image_list() -> list[dict[str, str]]:
+    """The images, in release order: dicts of name, package, oci_image, push, tags."""
+    return json.loads(IMAGES_JSON.read_text())  # type: ignore[no-any-return]
 
-    The work tree is found through MODULE.bazel, a runfiles link back to it
-    (the tests that use this are not sandboxed).
+
+def copy_sources(dest: Path) -> Path:
+    """Copies the repository's sources (//:srcs) from the runfiles to `dest`, as real files.
+
+    The files are those listed in srcs.txt (//tests/tools:srcs_list); each is
+    copied with its mode, through its runfiles link. Not a git repository.
     """
-    source = Path(os.path.realpath("MODULE.bazel")).parent
-    listed = subprocess.run(
-        ["git", "-C", str(source), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for rel in filter(None, listed.split("\0")):
-        if (source / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / rel, dest / rel)
+    for rel in SRCS_LIST.read_text().splitlines():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(MAIN / rel, dest / rel)
     return dest
 
 
 @pytest.fixture(scope="session")
-def work_tree_copy() -> Callable[[Path], Path]:
-    """`work_tree_copy(dest)`: see copy_work_tree."""
-    return copy_work_tree
+def sources_copy() -> Callable[[Path], Path]:
+    """`sources_copy(dest)`: see copy_sources."""
+    return copy_sources
 
 
 def remove_output_base(bazel: list[str], cwd: Path) -> None:

@@ -112,7 +112,37 @@ def test_config_goes_after_the_command(sandbox: Path, mode: str) -> None:
         "//...",
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["--output_user_root=/x", "test", "--config=online", "//..."]
+    caches = sandbox / ".cache/slipway"
+    assert result.stdout.split() == [
+        "--output_user_root=/x",
+        "test",
+        "--config=online",
+        f"--repository_cache={caches}/repository-cache",
+        f"--disk_cache={caches}/disk-cache",
+        "//...",
+    ]
+
+
+def test_cache_settings_and_no_disk_cache(sandbox: Path) -> None:
+    result = run(
+        sandbox,
+        {
+            "SLIPWAY_BAZEL_MODE": "online",
+            "BAZEL_REAL": shutil.which("echo") or "/bin/echo",
+            "SLIPWAY_REPOSITORY_CACHE": "/caches/repository",
+            "SLIPWAY_DISK_CACHE": "",
+        },
+        "build",
+        "//...",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "build",
+        "--config=online",
+        "--repository_cache=/caches/repository",
+        "--disk_cache=",
+        "//...",
+    ]
 
 
 def test_commands_without_config_pass_through(sandbox: Path) -> None:

@@ -4,8 +4,8 @@
 #   tools/benchmarks/bazel_benchmark.sh [--keep]
 #
 # In a fresh clone (a new folder, so a new Bazel output base) of the current
-# HEAD, with a fresh offline Bazel install (SLIPWAY_BAZEL_HOME in a temp dir)
-# and a fresh output root, it times:
+# HEAD, with a fresh offline Bazel install (SLIPWAY_BAZEL_HOME in a temp dir),
+# a fresh output root and fresh repository and disk caches, it times:
 #   1. bootstrap: installing Bazel 7.7.1 (offline mode; skipped online),
 #   2. cold `tools/bazel test //...`,
 #   3. warm no-op `tools/bazel test //...`,
@@ -26,6 +26,7 @@ trap cleanup EXIT
 git clone -q "$repo" "$scratch/clone"
 cd "$scratch/clone"
 export SLIPWAY_BAZEL_HOME="$scratch/bazel-home"
+export SLIPWAY_REPOSITORY_CACHE="$scratch/repository-cache" SLIPWAY_DISK_CACHE="$scratch/disk-cache"
 bazel=(tools/bazel --output_user_root="$scratch/output")
 
 seconds() {

@@ -5,14 +5,16 @@ Usage (from the workspace root, nothing else running):
     python3 tools/benchmarks/image_benchmark.py [--skip-pip]
 
 1. cold build: `tools/bazel clean`, then build every `:oci_image` (repositories
-   stay fetched: this times the layers and images, not the downloads);
+   stay fetched: this times the layers and images, not the downloads; every
+   Bazel command here runs without the disk cache, SLIPWAY_DISK_CACHE empty);
 2. warm build: the same command again;
 3. push: a registry on 127.0.0.1 (//tools/image:registry_server), every
    `:push` once into the empty registry, then again (all blobs present);
 4. sizes: compressed bytes of each layer and image, from the layouts;
-5. unless --skip-pip: the same third-party packages installed with pip
-   (default options, so with .pyc files) into an empty prefix, tarred and
-   gzipped at level 6, for the comparison with python:3.11-slim plus pip.
+5. unless --skip-pip: each image's third-party packages (the same versions)
+   installed with pip (default options, so with .pyc files and the packages'
+   own tests) into an empty prefix, tarred and gzipped at level 6, for the
+   comparison with python:3.11-slim plus pip.
 
 Prints Markdown tables. Errors: a failing step exits 1 with its output.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -33,27 +36,35 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGES = {
-    "processing": "jobs/processing",
-    "training": "jobs/training",
-    "evaluation": "jobs/evaluation",
-    "inference": "jobs/inference",
-    "pipelines": "jobs/pipelines",
-    "service": "service",
-}
 LAYER_NAMES = ("base", "torch", "packages", "app")
+TORCH_LAYER = ROOT / "bazel-bin/tools/image/layer_torch.tar.gz"
+# python:3.11-slim (bookworm, linux/amd64) compressed, as Docker Hub lists it
+# (https://hub.docker.com/_/python/tags?name=3.11-slim); not reachable from here.
+SLIM_BYTES = 41_000_000
+# No disk cache: a build after `clean` is cold.
+BAZEL_ENV = {**os.environ, "SLIPWAY_DISK_CACHE": ""}
 
 
 def bazel(*args: str, check: bool = True) -> float:
     start = time.monotonic()
     done = subprocess.run(
-        [str(ROOT / "tools/bazel"), *args], cwd=ROOT, capture_output=True, text=True
+        [str(ROOT / "tools/bazel"), *args],
+        cwd=ROOT,
+        env=BAZEL_ENV,
+        capture_output=True,
+        text=True,
     )
     if check and done.returncode != 0:
         sys.exit(
             f"image_benchmark: error: tools/bazel {' '.join(args)} failed:\n{done.stderr[-3000:]}"
         )
     return time.monotonic() - start
+
+
+def read_images() -> list[dict[str, str]]:
+    """The images (tools/image/images.bzl), from //tools/image:images.json in bazel-bin."""
+    bazel("build", "//tools/image:images.json")
+    return json.loads((ROOT / "bazel-bin/tools/image/images.json").read_text())  # type: ignore[no-any-return]
 
 
 def manifest(package: str) -> dict[str, object]:
@@ -73,17 +84,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def pip_size(work: Path) -> tuple[int, int]:
-    """Raw and gzip-6 bytes of the service's packages installed by pip."""
-    layer = ROOT / "bazel-bin/service/layer_packages.tar.gz"
-    torch = ROOT / "bazel-bin/tools/image/layer_torch.tar.gz"
+def pip_size(work: Path, package: str) -> tuple[int, int]:
+    """Raw and gzip-6 bytes of an image's third-party packages installed by pip."""
+    layout = ROOT / "bazel-bin" / package / "oci_image"
+    layers = manifest(package)["layers"][1:]  # type: ignore[index]
     pins: set[str] = set()
-    for tar_path in (layer, torch):
+    for layer in layers:
+        tar_path = layout / "blobs/sha256" / layer["digest"].split(":")[1]
         with tarfile.open(tar_path) as tar:
             for name in tar.getnames():
                 match = re.search(r"site-packages/([^/]+)-([^/-]+)\.dist-info/METADATA$", name)
                 if match:
                     pins.add(f"{match[1]}=={match[2]}")
+    work = work / package.replace("/", "-")
+    work.mkdir()
     prefix = work / "prefix"
     requirements = work / "requirements.txt"
     requirements.write_text("\n".join(sorted(pins)) + "\n")
@@ -122,7 +136,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--skip-pip", action="store_true")
     args = parser.parse_args()
-    targets = [f"//{package}:oci_image" for package in IMAGES.values()]
+    images = read_images()
+    targets = [image["oci_image"] for image in images]
     bazel("build", *targets)  # fetches whatever is missing, outside the timing
     bazel("clean")
     cold = bazel("build", *targets)
@@ -142,6 +157,7 @@ def main() -> int:
                 f"{tmp}/registry",
             ],
             cwd=ROOT,
+            env=BAZEL_ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -152,36 +168,51 @@ def main() -> int:
                     sys.exit("image_benchmark: error: the registry did not start")
                 time.sleep(0.5)
             push: dict[str, tuple[float, float]] = {}
-            for name, package in IMAGES.items():
-                repo = ["--", "--repository", f"127.0.0.1:{port}/slipway/{name}"]
-                first = bazel("run", f"//{package}:push", *repo)
-                again = bazel("run", f"//{package}:push", *repo)
-                push[name] = (first, again)
+            for image in images:
+                repo = ["--", "--repository", f"127.0.0.1:{port}/slipway/{image['name']}"]
+                first = bazel("run", image["push"], *repo)
+                again = bazel("run", image["push"], *repo)
+                push[image["name"]] = (first, again)
         finally:
             server.terminate()
             server.wait(timeout=30)
-        pip = None if args.skip_pip else pip_size(Path(tmp))
+        pip = (
+            {} if args.skip_pip else {i["name"]: pip_size(Path(tmp), i["package"]) for i in images}
+        )
 
     print(
-        f"cold build of the {len(IMAGES)} images (after `clean`, repositories fetched): {cold:.0f} s"
+        f"cold build of the {len(images)} images (after `clean`, repositories fetched): {cold:.0f} s"
     )
     print(f"warm build (nothing changed): {warm:.1f} s\n")
+    torch = "sha256:" + hashlib.sha256(TORCH_LAYER.read_bytes()).hexdigest()
+    pip_columns = " | pip: packages gzip-6 (MB) | pip on python:3.11-slim (MB) |" if pip else " |"
     print(
         "| image | "
         + " | ".join(f"{n} layer (MB)" for n in LAYER_NAMES)
-        + " | image (MB) | first push (s) | push again (s) |"
+        + " | image (MB) | first push (s) | push again (s)"
+        + pip_columns
     )
-    print("|---" * (len(LAYER_NAMES) + 4) + "|")
-    for name, package in IMAGES.items():
-        layers = [int(layer["size"]) for layer in manifest(package)["layers"]]  # type: ignore[index]
-        print(
+    print("|---" * (len(LAYER_NAMES) + 4 + (2 if pip else 0)) + "|")
+    for image in images:
+        name = image["name"]
+        layers = manifest(image["package"])["layers"]  # type: ignore[index]
+        sizes = [int(layer["size"]) for layer in layers]
+        # An image whose binary does not reach torch has no torch layer.
+        has_torch = any(layer["digest"] == torch for layer in layers)
+        cells = [mb(sizes[0]), mb(sizes[1]) if has_torch else "-", *map(mb, sizes[-2:])]
+        row = (
             f"| {name} | "
-            + " | ".join(mb(s) for s in layers)
-            + f" | {mb(sum(layers))} | {push[name][0]:.1f} | {push[name][1]:.1f} |"
+            + " | ".join(cells)
+            + f" | {mb(sum(sizes))} | {push[name][0]:.1f} | {push[name][1]:.1f}"
         )
+        if pip:
+            anchor = pip[name][1] + SLIM_BYTES
+            row += f" | {mb(pip[name][1])} | {mb(anchor)}"
+        print(row + " |")
     if pip:
         print(
-            f"\nservice packages installed by pip (with .pyc): {mb(pip[0])} MB raw, {mb(pip[1])} MB gzip-6"
+            "\npip on python:3.11-slim: the pip layer plus python:3.11-slim's "
+            f"{mb(SLIM_BYTES)} MB (Docker Hub's figure for linux/amd64; not reachable here)"
         )
     return 0
 

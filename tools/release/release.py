@@ -39,14 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-IMAGES = {
-    "processing": "jobs/processing",
-    "training": "jobs/training",
-    "evaluation": "jobs/evaluation",
-    "inference": "jobs/inference",
-    "pipelines": "jobs/pipelines",
-    "service": "service",
-}
+# The images to release (//tools/image:images.json, from tools/image/images.bzl),
+# in this binary's runfiles: tools/release/release.py -> the runfiles root.
+IMAGES_JSON = Path(__file__).parents[2] / "tools/image/images.json"
 DEFAULT_REGISTRY = "localhost:5000"
 # https://semver.org, "Is there a suggested regular expression", without build metadata.
 _IDENT = r"(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
@@ -108,12 +103,34 @@ class Version:
 @dataclass
 class Image:
     name: str
-    package: str
+    package: str  # workspace path, e.g. jobs/training
+    targets: dict[str, str]  # labels of its oci_image, push and tags targets
     repository: str
     digest: str = ""
     tags: list[str] = field(default_factory=list)
     sbom: str = ""
     pushed: bool = False
+
+
+def read_images(registry: str) -> list[Image]:
+    """The images of images.json, each with its repository in `registry`.
+
+    Raises:
+        ReleaseError: images.json is missing (the tool runs outside its runfiles).
+    """
+    if not IMAGES_JSON.is_file():
+        raise ReleaseError(
+            f"{IMAGES_JSON} not found: run the tool with `tools/bazel run //tools/release`"
+        )
+    return [
+        Image(
+            entry["name"],
+            entry["package"],
+            {target: entry[target] for target in ("oci_image", "push", "tags")},
+            f"{registry}/slipway/{entry['name']}",
+        )
+        for entry in json.loads(IMAGES_JSON.read_text())
+    ]
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -189,6 +206,30 @@ def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+# Layer digest -> the (name, version) of each Python distribution in the layer.
+_DISTRIBUTIONS: dict[str, list[tuple[str, str]]] = {}
+
+
+def distributions(layer: Path) -> list[tuple[str, str]]:
+    """(name, version) of each `.dist-info` in a layer file (a tar.gz named by its digest).
+
+    Read once per digest: the torch layer and most packages layers are the same
+    blob in several images, and reading one means decompressing it whole.
+    """
+    if layer.name not in _DISTRIBUTIONS:
+        with tarfile.open(layer) as tar:
+            _DISTRIBUTIONS[layer.name] = [
+                (match[1], match[2])
+                for name in tar.getnames()
+                if (
+                    match := re.search(
+                        r"/site-packages/([^/]+)-([^/-]+)\.dist-info/METADATA$", name
+                    )
+                )
+            ]
+    return _DISTRIBUTIONS[layer.name]
+
+
 def sbom(workspace: Path, image: Image, version: Version, layers: list[Path]) -> dict[str, Any]:
     """An SPDX 2.3 document: the Debian packages and Python distributions of the image."""
     lock = json.loads((workspace / "tools/image/base/debs.lock.json").read_text())
@@ -214,33 +255,31 @@ def sbom(workspace: Path, image: Image, version: Version, layers: list[Path]) ->
         )
     seen = set()
     for layer in layers[1:]:  # the first layer is the Debian base
-        with tarfile.open(layer) as tar:
-            for name in tar.getnames():
-                match = re.search(r"/site-packages/([^/]+)-([^/-]+)\.dist-info/METADATA$", name)
-                if not match or (match[1], match[2]) in seen:
-                    continue
-                seen.add((match[1], match[2]))
-                dist, dist_version = normalise(match[1]), match[2]
-                entry: dict[str, Any] = {
-                    "SPDXID": f"SPDXRef-pypi-{re.sub(r'[^A-Za-z0-9.-]', '-', dist)}",
-                    "name": dist,
-                    "versionInfo": dist_version,
-                    "downloadLocation": "NOASSERTION",
-                    "checksums": [
-                        {"algorithm": "SHA256", "checksumValue": h}
-                        for h in hashes.get((dist, dist_version.split("+")[0]), [])
-                        + hashes.get((dist, dist_version), [])
-                    ],
-                    "externalRefs": [
-                        {
-                            "referenceCategory": "PACKAGE-MANAGER",
-                            "referenceType": "purl",
-                            "referenceLocator": f"pkg:pypi/{dist}@{dist_version}",
-                        }
-                    ],
-                    "filesAnalyzed": False,
-                }
-                packages.append(entry)
+        for found in distributions(layer):
+            if found in seen:
+                continue
+            seen.add(found)
+            dist, dist_version = normalise(found[0]), found[1]
+            entry: dict[str, Any] = {
+                "SPDXID": f"SPDXRef-pypi-{re.sub(r'[^A-Za-z0-9.-]', '-', dist)}",
+                "name": dist,
+                "versionInfo": dist_version,
+                "downloadLocation": "NOASSERTION",
+                "checksums": [
+                    {"algorithm": "SHA256", "checksumValue": h}
+                    for h in hashes.get((dist, dist_version.split("+")[0]), [])
+                    + hashes.get((dist, dist_version), [])
+                ],
+                "externalRefs": [
+                    {
+                        "referenceCategory": "PACKAGE-MANAGER",
+                        "referenceType": "purl",
+                        "referenceLocator": f"pkg:pypi/{dist}@{dist_version}",
+                    }
+                ],
+                "filesAnalyzed": False,
+            }
+            packages.append(entry)
     return {
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
@@ -296,7 +335,7 @@ def deploy(workspace: Path, images: list[Image], version: Version) -> None:
             workspace,
             "run",
             "--config=release",
-            f"//{image.package}:push",
+            image.targets["push"],
             "--",
             "--repository",
             image.repository,
@@ -322,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         version = Version.parse(args.version)
         resume = check_git(workspace, version)
         registry = args.registry.rstrip("/")
-        images = [Image(n, p, f"{registry}/slipway/{n}") for n, p in IMAGES.items()]
+        images = read_images(registry)
         if args.dry_run:
             print(f"release: dry run of {version}: all checks passed")
             print(
@@ -341,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             git(workspace, "tag", "-a", f"v{version}", "-m", f"Release {version}")
             print(f"release: tagged v{version}", flush=True)
         tagged = True
-        targets = [f"//{i.package}:{t}" for i in images for t in ("oci_image", "tags")]
+        targets = [i.targets[t] for i in images for t in ("oci_image", "tags")]
         bazel(workspace, "build", "--config=release", *targets)
         for image in images:
             stamped = (workspace / "bazel-bin" / image.package / "tags.txt").read_text().split()

@@ -13,12 +13,6 @@ import pytest
 # Not resolved: under Bazel the tree is a runfiles symlink farm.
 RUNFILES = Path(os.environ.get("RUNFILES_DIR", Path(__file__).parents[4]))
 MAIN = RUNFILES / "_main"
-IMAGES = ("processing", "training", "evaluation", "inference", "pipelines", "service")
-
-
-def image_dir(name: str) -> Path:
-    """The runfiles directory of the package that builds image `name`."""
-    return MAIN / ("service" if name == "service" else f"jobs/{name}")
 
 
 def podman_env(base: Path) -> dict[str, str]:
@@ -47,9 +41,9 @@ def podman_env(base: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def images() -> dict[str, Path]:
+def images(image_list: list[dict[str, str]]) -> dict[str, Path]:
     """Image name -> runfiles directory of the package that builds it."""
-    return {name: image_dir(name) for name in IMAGES}
+    return {image["name"]: MAIN / image["package"] for image in image_list}
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,15 @@
 """Reproducible images and an application-only change, through a nested Bazel.
 
-From a copy of the work tree (its tracked and new files), a second Bazel in a
-fresh output base builds every image from scratch (downloads, pip repositories,
-layers); the digests must equal those of this build (another output base).
-Then one application source file changes: in every image only the application
-layer's digest (and so the config and manifest) may change, and the service's
-next push through `:push` must upload only that layer and the config.
+From a copy of the sources (//:srcs, a declared input), a second Bazel in a
+fresh output base builds every image from scratch (pip repositories, layers;
+only the downloads may come from the outer build's repository cache); the
+digests must equal those of this build (another output base). Then one
+application source file changes: in every image only the application layer's
+digest (and so the config and manifest) may change, and the service's next
+push through `:push` must upload only that layer and the config.
 
 Slow (a cold build, ~10 min on 2 cores) and needs the network that the build
-needs (PyPI, npm, Debian's archive): tagged external, exclusive.
+needs (PyPI, npm, Debian's archive): tagged e2e, exclusive.
 """
 
 from __future__ import annotations
@@ -37,29 +38,36 @@ def layout(root: Path, name: str) -> dict[str, object]:
     }
 
 
-def package(name: str) -> str:
-    return "service" if name == "service" else f"jobs/{name}"
-
-
 @pytest.fixture(scope="module")
 def nested(
     tmp_path_factory: pytest.TempPathFactory,
     nested_bazel_cleanup: Callable[[list[str], Path], None],
-    work_tree_copy: Callable[[Path], Path],
+    sources_copy: Callable[[Path], Path],
 ) -> Iterator[tuple[Path, list[str]]]:
-    """A copy of the work tree and the command that runs its Bazel."""
+    """A copy of the sources and the command that runs its Bazel."""
     base = tmp_path_factory.mktemp("nested")
-    copy = work_tree_copy(base / "ws")
+    copy = sources_copy(base / "ws")
     home = base / "home"
     home.mkdir()
-    # tools/bazel picks online or offline as it does for a user.
-    bazel = ["env", f"HOME={home}", str(copy / "tools/bazel"), f"--output_base={base / 'output'}"]
+    # tools/bazel picks online or offline as it does for a user. From scratch:
+    # a fresh HOME (pip's cache) and output base, no disk cache; only the
+    # repository cache (SLIPWAY_REPOSITORY_CACHE, inherited) is the outer one.
+    bazel = [
+        "env",
+        f"HOME={home}",
+        "SLIPWAY_DISK_CACHE=",
+        str(copy / "tools/bazel"),
+        f"--output_base={base / 'output'}",
+    ]
     yield copy, bazel
     nested_bazel_cleanup(bazel, copy)
 
 
-def build_all(copy: Path, bazel: list[str], names: list[str]) -> dict[str, dict[str, object]]:
-    targets = [f"//{package(name)}:oci_image" for name in names]
+def build_all(
+    copy: Path, bazel: list[str], image_list: list[dict[str, str]]
+) -> dict[str, dict[str, object]]:
+    """Builds every image in the copy: image name -> its layout's digests."""
+    targets = [image["oci_image"] for image in image_list]
     done = subprocess.run(
         [*bazel, "build", "--color=no", "--curses=no", *targets],
         cwd=copy,
@@ -67,17 +75,21 @@ def build_all(copy: Path, bazel: list[str], names: list[str]) -> dict[str, dict[
         text=True,
     )
     assert done.returncode == 0, done.stderr[-6000:]
-    return {name: layout(copy / "bazel-bin" / package(name) / "oci_image", name) for name in names}
+    return {
+        image["name"]: layout(copy / "bazel-bin" / image["package"] / "oci_image", image["name"])
+        for image in image_list
+    }
 
 
 def test_from_scratch_digests_match_and_app_change_touches_only_the_app_layer(
     nested: tuple[Path, list[str]],
     tmp_path: Path,
     images: dict[str, Path],
+    image_list: list[dict[str, str]],
     start_registry: Callable[[Path], Any],
 ) -> None:
     copy, bazel = nested
-    first = build_all(copy, bazel, list(images))
+    first = build_all(copy, bazel, image_list)
     for name, built in images.items():
         outer = layout(built / "oci_image", name)
         assert first[name] == outer, f"{name}: digests differ between output bases"
@@ -98,7 +110,7 @@ def test_from_scratch_digests_match_and_app_change_touches_only_the_app_layer(
 
     with open(copy / APP_FILE, "a") as handle:
         handle.write("\n# A change to application code only.\n")
-    second = build_all(copy, bazel, list(images))
+    second = build_all(copy, bazel, image_list)
     for name in images:
         before, after = first[name], second[name]
         assert before["layers"][:-1] == after["layers"][:-1], f"{name}: a lower layer changed"  # type: ignore[index]

@@ -1,11 +1,13 @@
-"""tools/release: the release flow in a throwaway git repository of this work tree.
+"""tools/release: the release flow in a throwaway git repository of the sources (//:srcs).
 
 Against a real registry with htpasswd (bcrypt) authentication on 127.0.0.1,
 credentials in a Docker config file: each refusal with its message, a dry
 run, the happy path, a push cut half-way (the registry stops) and resumed by
 the same command, and the immutability of a release tag in the registry. The
-release tool's Bazel builds in the copy with its own output base (a cold build:
-minutes). Tests run in file order and share the repository.
+release tool's Bazel builds in the copy with its own output base; it reuses
+the outer build's repository and disk caches (SLIPWAY_REPOSITORY_CACHE,
+SLIPWAY_DISK_CACHE, inherited), as this tests the flow, not reproducibility.
+Tests run in file order and share the repository.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import pytest
 
 RUNFILES = Path(os.environ.get("RUNFILES_DIR", Path(__file__).parents[4]))
 RELEASE = RUNFILES / "_main/tools/release/release"
-IMAGES = ("processing", "training", "evaluation", "inference", "pipelines", "service")
 USER, PASSWORD = "releaser", "s3cret-pass"
 
 
@@ -64,10 +65,10 @@ def repo(
     tmp_path_factory: pytest.TempPathFactory,
     start_registry: Callable[..., Any],
     nested_bazel_cleanup: Callable[[list[str], Path], None],
-    work_tree_copy: Callable[[Path], Path],
+    sources_copy: Callable[[Path], Path],
 ) -> Iterator[Repo]:
     base = tmp_path_factory.mktemp("release")
-    copy = work_tree_copy(base / "repo")
+    copy = sources_copy(base / "repo")
     for args in (
         ["init", "-q"],
         ["config", "user.name", "Release Test"],
@@ -138,13 +139,15 @@ def test_dry_run_changes_nothing(repo: Repo) -> None:
     assert repo.git("tag", "--list", "v0.2.0") == ""
 
 
-def test_release_pushes_every_image_with_its_tags(repo: Repo) -> None:
+def test_release_pushes_every_image_with_its_tags(
+    repo: Repo, image_list: list[dict[str, str]]
+) -> None:
     done = repo.release("--version", "0.2.0", "--deploy")
     assert done.returncode == 0, done.stderr[-5000:]
     assert "release: 0.2.0 released" in done.stdout
     manifest = json.loads((repo.path / "dist/release/release-0.2.0.json").read_text())
     assert manifest["git_commit"] == repo.git("rev-parse", "HEAD")
-    assert [i["name"] for i in manifest["images"]] == list(IMAGES)
+    assert [i["name"] for i in manifest["images"]] == [i["name"] for i in image_list]
     for image in manifest["images"]:
         listed = repo.crane("ls", image["repository"])
         assert sorted(listed.stdout.split()) == ["0", "0.2", "0.2.0", "latest"], listed.stderr
@@ -160,7 +163,9 @@ def test_release_pushes_every_image_with_its_tags(repo: Repo) -> None:
     assert refused.returncode != 0 and "UNAUTHORIZED" in refused.stderr.upper()
 
 
-def test_a_push_cut_half_way_is_finished_by_the_same_command(repo: Repo) -> None:
+def test_a_push_cut_half_way_is_finished_by_the_same_command(
+    repo: Repo, image_list: list[dict[str, str]]
+) -> None:
     repo.commit("README.md", "\nNext.\n", "docs for 0.3.0")
     proc = subprocess.Popen(
         [str(RELEASE), "--registry", repo.registry.host, "--version", "0.3.0", "--deploy"],
@@ -172,7 +177,7 @@ def test_a_push_cut_half_way_is_finished_by_the_same_command(repo: Repo) -> None
     )
     assert proc.stdout is not None
     for line in proc.stdout:
-        if line.startswith("release: 2/6 "):
+        if line.startswith(f"release: 2/{len(image_list)} "):
             repo.registry.stop()  # the registry goes away during the release
             break
     _, stderr = proc.communicate(timeout=1200)
@@ -184,13 +189,15 @@ def test_a_push_cut_half_way_is_finished_by_the_same_command(repo: Repo) -> None
     done = repo.release("--version", "0.3.0", "--deploy")
     assert done.returncode == 0, done.stderr[-5000:]
     assert "resuming that release" in done.stdout
-    for name in IMAGES:
-        tags = repo.crane("ls", f"{repo.registry.host}/slipway/{name}").stdout.split()
-        assert "0.3.0" in tags and "0.3" in tags, name
+    for image in image_list:
+        tags = repo.crane("ls", f"{repo.registry.host}/slipway/{image['name']}").stdout.split()
+        assert "0.3.0" in tags and "0.3" in tags, image["name"]
 
 
 def test_a_release_tag_in_the_registry_is_never_overwritten(repo: Repo) -> None:
-    repo.commit("lib/slipway/errors.py", "\n# changed after 0.3.0\n", "app change")
+    # The processing job's own file: its image (and pipelines', which runs it)
+    # changes, the other images need no rebuild.
+    repo.commit("jobs/processing/main.py", "\n# changed after 0.3.0\n", "app change")
     repo.git("tag", "-d", "v0.3.0")  # as if another clone released 0.3.0
     done = repo.release("--version", "0.3.0", "--deploy")
     assert done.returncode == 1
