@@ -19,7 +19,7 @@ import pytest
 # Not resolved: under Bazel the tree is a runfiles symlink farm.
 RUNFILES = Path(os.environ.get("RUNFILES_DIR", Path(__file__).parents[3]))
 MAIN = RUNFILES / "_main"
-SRCS_LIST = MAIN / "tests/tools/srcs.txt"
+BUILD_SRCS_LIST = MAIN / "build_srcs.txt"
 # //tools/image:images.json: name, package and target labels of every image.
 IMAGES_JSON = MAIN / "tools/image/images.json"
 
@@ -93,12 +93,13 @@ def image_list() -> list[dict[str, str]]:
 
 
 def copy_sources(dest: Path) -> Path:
-    """Copies the repository's sources (//:srcs) from the runfiles to `dest`, as real files.
+    """Copies what the repository's builds read (//:build_srcs) from the runfiles to `dest`.
 
-    The files are those listed in srcs.txt (//tests/tools:srcs_list); each is
-    copied with its mode, through its runfiles link. Not a git repository.
+    The files are those listed in build_srcs.txt (the sources without tests/
+    and docs); each is copied as a real file with its mode, through its
+    runfiles link. Not a git repository.
     """
-    for rel in SRCS_LIST.read_text().splitlines():
+    for rel in BUILD_SRCS_LIST.read_text().splitlines():
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(MAIN / rel, dest / rel)
     return dest

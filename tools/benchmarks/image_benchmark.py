@@ -84,6 +84,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_PIP_SIZES: dict[frozenset[str], tuple[int, int]] = {}
+
+
 def pip_size(work: Path, package: str) -> tuple[int, int]:
     """Raw and gzip-6 bytes of an image's third-party packages installed by pip."""
     layout = ROOT / "bazel-bin" / package / "oci_image"
@@ -96,6 +99,9 @@ def pip_size(work: Path, package: str) -> tuple[int, int]:
                 match = re.search(r"site-packages/([^/]+)-([^/-]+)\.dist-info/METADATA$", name)
                 if match:
                     pins.add(f"{match[1]}=={match[2]}")
+    key = frozenset(pins)
+    if key in _PIP_SIZES:  # images with the same packages (e.g. two jobs)
+        return _PIP_SIZES[key]
     work = work / package.replace("/", "-")
     work.mkdir()
     prefix = work / "prefix"
@@ -129,7 +135,8 @@ def pip_size(work: Path, package: str) -> tuple[int, int]:
         tarfile.open(fileobj=gz, mode="w") as tar,
     ):
         tar.add(prefix, arcname="usr/local")
-    return raw, archive.stat().st_size
+    _PIP_SIZES[key] = (raw, archive.stat().st_size)
+    return _PIP_SIZES[key]
 
 
 def main() -> int:

@@ -1,0 +1,41 @@
+"""source_subset: a part of the repository's sources, and the list of its paths.
+
+    source_subset(
+        name = "build_srcs",
+        srcs = [":srcs"],
+        exclude_dirs = ["tests"],
+        exclude_extensions = [".md"],
+    )
+
+gives the files of `srcs` (this repository's only) minus those under an
+excluded top-level folder or with an excluded extension, as runfiles, and
+`<name>.txt`, their workspace-relative paths one a line. The nested-Bazel tests
+copy a repository from it: leaving out what no build of theirs reads (tests,
+docs) keeps them cached when only those change.
+"""
+
+def _source_subset_impl(ctx):
+    kept = []
+    for f in ctx.files.srcs:
+        if f.owner == None or f.owner.workspace_name != "":
+            continue
+        top = f.short_path.split("/", 1)[0]
+        if top in ctx.attr.exclude_dirs or f.basename.endswith(tuple(ctx.attr.exclude_extensions)):
+            continue
+        kept.append(f)
+    listing = ctx.actions.declare_file(ctx.label.name + ".txt")
+    ctx.actions.write(listing, "".join([f.short_path + "\n" for f in kept]))
+    return [DefaultInfo(
+        files = depset([listing]),
+        runfiles = ctx.runfiles(files = kept + [listing]),
+    )]
+
+source_subset = rule(
+    implementation = _source_subset_impl,
+    doc = "The files of `srcs` minus excluded top-level folders and extensions, and `<name>.txt` listing them.",
+    attrs = {
+        "srcs": attr.label_list(allow_files = True, mandatory = True),
+        "exclude_dirs": attr.string_list(doc = "Top-level folders to leave out, e.g. tests."),
+        "exclude_extensions": attr.string_list(doc = "File name endings to leave out, e.g. .md."),
+    },
+)
