@@ -55,9 +55,11 @@ class Repo:
         return subprocess.run(["crane", *args], env=env, capture_output=True, text=True)
 
     def commit(self, rel: str, text: str, message: str) -> None:
+        """Appends `text` to `rel` (created if new: the copy holds no docs) and commits it."""
         with open(self.path / rel, "a") as handle:
             handle.write(text)
-        self.git("commit", "-qam", message)
+        self.git("add", rel)
+        self.git("commit", "-qm", message)
 
 
 @pytest.fixture(scope="module")
