@@ -158,7 +158,10 @@ def test_release_pushes_every_image_with_its_tags(
         )
         sbom = json.loads((repo.path / "dist/release" / image["sbom"]).read_text())
         names = {p["name"]: p for p in sbom["packages"]}
-        assert names["torch"]["versionInfo"].startswith("2.13.0")
+        # Only what each binary reaches: the processing job has no torch.
+        assert ("torch" in names) == (image["name"] != "processing"), image["name"]
+        if "torch" in names:
+            assert names["torch"]["versionInfo"].startswith("2.13.0")
         assert names["python3.11"]["checksums"][0]["algorithm"] == "SHA256"
         assert names["numpy"]["checksums"], "Python distributions carry the lock's hashes"
     refused = repo.crane("ls", manifest["images"][0]["repository"], auth=False)
