@@ -245,9 +245,10 @@ def _start_timer() -> None:
 
 
 def _record(response: Response) -> Response:
-    # The route template, not the path: a client cannot grow the label set.
-    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    metrics.REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+    # Route templates and known methods, else "other": a client cannot grow the label set.
+    endpoint = request.url_rule.rule if request.url_rule is not None else metrics.OTHER
+    method = request.method if request.method in metrics.METHODS else metrics.OTHER
+    metrics.REQUESTS.labels(method, endpoint, str(response.status_code)).inc()
     if "start" in g:
         metrics.REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - g.start)
     return response

@@ -2,7 +2,9 @@
 
 Settings from the environment (defaults fit the cores present):
 
-    SLIPWAY_BIND             host:port; default 127.0.0.1:8080 ($PORT gives 0.0.0.0:$PORT)
+    SLIPWAY_BIND             host:port; default 127.0.0.1:8080, or $SLIPWAY_HOST:$PORT
+    SLIPWAY_HOST             set by the image (0.0.0.0): then bind $SLIPWAY_HOST:$PORT,
+                             PORT defaulting to 8080; outside the image PORT is not read
     SLIPWAY_WORKERS          worker processes; default one per core
     SLIPWAY_THREADS          request threads per worker (gthread); default 4
     SLIPWAY_TORCH_THREADS    torch intra-op threads per worker; default 1
@@ -75,8 +77,12 @@ class KeepAliveSafeThreadWorker(ThreadWorker):
 
 
 wsgi_app = "service.app:create_app()"
+# A host's stray PORT must not open the service to every interface: PORT counts only
+# where SLIPWAY_HOST is set, i.e. in the image, where platforms set PORT.
 bind = _env.get("SLIPWAY_BIND") or (
-    f"0.0.0.0:{_env['PORT']}" if _env.get("PORT") else "127.0.0.1:8080"
+    f"{_env['SLIPWAY_HOST']}:{_env.get('PORT') or 8080}"
+    if _env.get("SLIPWAY_HOST")
+    else "127.0.0.1:8080"
 )
 workers = _int("SLIPWAY_WORKERS", _cores)
 threads = _int("SLIPWAY_THREADS", 4)

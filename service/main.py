@@ -44,11 +44,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=env.get("SLIPWAY_DATA_DIR"),
         help="data dir of the embedded registry [$SLIPWAY_DATA_DIR]",
     )
-    port = env.get("PORT")
     parser.add_argument(
         "--bind",
-        default=env.get("SLIPWAY_BIND") or (f"0.0.0.0:{port}" if port else "127.0.0.1:8080"),
-        help="host:port [$SLIPWAY_BIND, or 0.0.0.0:$PORT; default 127.0.0.1:8080]",
+        help="host:port [$SLIPWAY_BIND; in the image $SLIPWAY_HOST:$PORT; default 127.0.0.1:8080]",
     )
     parser.add_argument(
         "--workers",

@@ -23,6 +23,11 @@ from prometheus_client import (
 # Request latencies here are well under a second: finer buckets at the low end.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
+# Label values are bounded: these methods, the app's route templates, and OTHER for
+# anything else (gunicorn accepts any 3-20 letter method token and any path).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+OTHER = "other"
+
 REQUESTS = Counter(
     "slipway_http_requests", "HTTP requests answered.", ["method", "endpoint", "status"]
 )

@@ -1,4 +1,4 @@
-"""Slipway's style checks: buildifier for Starlark, ruff for Python.
+"""Slipway's style checks: buildifier for Starlark, ruff for Python, shellcheck for shell.
 
 `tools/bazel run //tools:lint` prints what `tools/bazel test //...` would fail
 on; `tools/bazel run //tools:format` rewrites the files in place. Every
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
@@ -47,6 +48,36 @@ def source_files(root: Path) -> list[Path]:
 
 def is_starlark(path: Path) -> bool:
     return path.name in STARLARK_NAMES or path.suffix == ".bzl"
+
+
+def is_shell(root: Path, path: Path) -> bool:
+    """Shell scripts: `*.sh`, `*.sh.tpl` (rule templates) and files with a sh/bash shebang."""
+    if path.name.endswith((".sh", ".sh.tpl")):
+        return True
+    try:
+        with open(root / path, "rb") as fh:
+            first = fh.readline(100)
+    except OSError:
+        return False
+    return re.match(rb"#!\s*(/usr/bin/env\s+)?(/bin/|/usr/bin/)?(ba)?sh\b", first) is not None
+
+
+def shell_findings(shellcheck: str, root: Path, files: Sequence[Path]) -> list[str]:
+    """shellcheck's warnings (all severities), as `path:line: shellcheck: message [SCnnnn]`."""
+    if not files:
+        return []
+    # Templates are bash once their placeholders are filled in.
+    done = run_tool(
+        [shellcheck, "--format=gcc", "--shell=bash", *(str(f) for f in files)], cwd=root
+    )
+    findings = []
+    for line in done.stdout.splitlines():
+        match = re.match(r"^(.*?):(\d+):\d+: (\w+): (.*)$", line)
+        if match:
+            findings.append(f"{match[1]}:{match[2]}: shellcheck: {match[3]}: {match[4]}")
+    if done.returncode not in (0, 1) or (done.returncode == 1 and not findings):
+        findings.append(f"{files[0]}:1: shellcheck: {done.stderr.strip() or 'failed'}")
+    return findings
 
 
 def is_checked_python(path: Path) -> bool:
@@ -133,16 +164,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--buildifier", default=os.environ.get("BUILDIFIER", "buildifier"))
     parser.add_argument("--ruff", default=os.environ.get("RUFF", "ruff"))
+    parser.add_argument("--shellcheck", default=os.environ.get("SHELLCHECK", "shellcheck"))
     args = parser.parse_args(argv)
 
     root = args.root or Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY", "."))
     # Tool paths from Bazel are relative to the runfiles; the tools run in `root`.
-    buildifier, ruff = (
-        os.path.abspath(t) if os.sep in t else t for t in (args.buildifier, args.ruff)
+    buildifier, ruff, shellcheck = (
+        os.path.abspath(t) if os.sep in t else t
+        for t in (args.buildifier, args.ruff, args.shellcheck)
     )
     files = source_files(root)
     findings = buildifier_findings(buildifier, root, [f for f in files if is_starlark(f)], args.fix)
     findings += ruff_findings(ruff, root, [f for f in files if is_checked_python(f)], args.fix)
+    findings += shell_findings(shellcheck, root, [f for f in files if is_shell(root, f)])
     for finding in findings:
         print(finding)
     if findings:

@@ -109,17 +109,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     cli.add_flag(
         parser,
+        "--collective-timeout",
+        env="SLIPWAY_COLLECTIVE_TIMEOUT",
+        default=300.0,
+        type=float,
+        help="Seconds a rank waits for the others in a collective before failing (torchrun)",
+    )
+    cli.add_flag(
+        parser,
         "--resume",
         env="SLIPWAY_RESUME",
         action="store_true",
         help="Continue from the last checkpoint if there is one",
     )
     args = parser.parse_args(argv)
+    if args.collective_timeout <= 0:
+        parser.error(f"--collective-timeout must be > 0, got {args.collective_timeout}")
 
     from slipway import training
     from slipway.models import ModelConfig
 
-    ctx = training.DistContext.from_env()
+    ctx = training.DistContext.from_env(timeout_seconds=args.collective_timeout)
     cli.setup_logging(args.log_level if ctx.is_main else "WARNING")
     try:
         model_config = ModelConfig(
@@ -157,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     finally:
         training.shutdown_distributed()
+    if ctx.distributed:
+        LOG.info(
+            "rank %d of %d: weights sha256 %s", ctx.rank, ctx.world_size, outcome.weights_sha256
+        )
     if ctx.is_main and outcome.version is not None:
         resumed = (
             ""

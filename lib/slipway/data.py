@@ -21,7 +21,6 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import pandas as pd
 
 from slipway import __version__
 from slipway.errors import DataError, SchemaError
-from slipway.io import read_json, sha256_file, write_json, write_text
+from slipway.io import make_temp_dir, read_json, sha256_file, write_json, write_text
 from slipway.schema import (  # noqa: F401 - re-exported: slipway.data.NUM_CLASSES etc.
     FEATURE_COLUMNS,
     ID_COLUMN,
@@ -293,7 +292,7 @@ def process(
     else:
         splits = split(frame, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
         root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=root))
+        tmp = make_temp_dir(root, prefix=f".{version}.")
         try:
             entries = {}
             for name, table in splits.as_dict().items():

@@ -21,6 +21,10 @@ class CheckpointError(SlipwayError):
     """A training checkpoint is missing, corrupt or from a different configuration."""
 
 
+class DistributedError(SlipwayError):
+    """A collective of distributed training failed or timed out (names rank and collective)."""
+
+
 class ModelFormatError(SlipwayError):
     """A model directory is missing files or was written by an unknown format version."""
 
@@ -35,6 +39,10 @@ class RegistryUnavailableError(RegistryError):
 
 class ModelNotFoundError(RegistryError):
     """A registered model, version or alias does not exist."""
+
+
+class AliasConflictError(RegistryError):
+    """An alias moved between being read and being moved (a concurrent writer won)."""
 
 
 class PipelineError(SlipwayError):

@@ -2,6 +2,9 @@
 
 Each writer writes to a temporary file in the destination's directory (same file
 system, so the final `os.replace` is atomic on POSIX) and fsyncs before the rename.
+Temporary files and folders are created as a plain `open()` or `mkdir` would create
+them (mode 0666 / 0777 less the process umask), not `tempfile`'s private 0600 / 0700,
+so that outputs are readable by whom the user's umask allows (e.g. a container's user).
 """
 
 from __future__ import annotations
@@ -10,12 +13,49 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 _CHUNK_BYTES = 1 << 20
+_TEMP_ATTEMPTS = 100
+
+
+def _temp_name(parent: Path, prefix: str, suffix: str) -> Path:
+    return parent / f"{prefix}{secrets.token_hex(6)}{suffix}"
+
+
+def make_temp_file(parent: str | os.PathLike[str], prefix: str, suffix: str = ".tmp") -> Path:
+    """Create a new empty file in `parent` with the umask's permissions; return its path.
+
+    Raises:
+        FileExistsError: no free name after 100 attempts.
+    """
+    for _ in range(_TEMP_ATTEMPTS):
+        path = _temp_name(Path(parent), prefix, suffix)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free temporary name {prefix}*{suffix} in {parent}")
+
+
+def make_temp_dir(parent: str | os.PathLike[str], prefix: str) -> Path:
+    """Create a new empty folder in `parent` with the umask's permissions; return its path.
+
+    Raises:
+        FileExistsError: no free name after 100 attempts.
+    """
+    for _ in range(_TEMP_ATTEMPTS):
+        path = _temp_name(Path(parent), prefix, "")
+        try:
+            path.mkdir(mode=0o777)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free temporary name {prefix}* in {parent}")
 
 
 @contextlib.contextmanager
@@ -28,9 +68,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = make_temp_file(dest.parent, prefix=f".{dest.name}.")
     try:
         yield tmp
         with open(tmp, "rb+") as fh:

@@ -12,7 +12,9 @@ The registry logs this directory as the run artifact `model`.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,6 +145,20 @@ class LoadedModel:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+def weights_sha256(model: nn.Module) -> str:
+    """Return the hex SHA-256 of a module's state (names, dtypes, shapes, values), in key order.
+
+    Equal digests mean bit-identical weights, e.g. across the ranks of a DDP run.
+    """
+    module = getattr(model, "module", model)
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}:".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_model_dir(
     model: nn.Module,
     config: ModelConfig,
@@ -202,7 +218,8 @@ def load_model_dir(path: str | os.PathLike[str]) -> LoadedModel:
         module = build_model(config)
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
         module.load_state_dict(state)
-    except (ValueError, KeyError, RuntimeError, OSError) as exc:
+    except (ValueError, KeyError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        # UnpicklingError: weights_only=True refused a pickled object (not a tensor dict).
         raise ModelFormatError(f"cannot load model from {p}: {str(exc).splitlines()[0]}") from exc
     module.eval()
     return LoadedModel(module=module, config=config, metadata=dict(raw.get("metadata", {})))

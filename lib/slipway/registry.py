@@ -26,7 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from slipway.errors import ModelNotFoundError, RegistryError, RegistryUnavailableError
+from slipway.errors import (
+    AliasConflictError,
+    ModelNotFoundError,
+    RegistryError,
+    RegistryUnavailableError,
+)
 from slipway.model_uri import (  # noqa: F401 - re-exported: slipway.registry.CHAMPION etc.
     CHALLENGER,
     CHAMPION,
@@ -237,6 +242,11 @@ class Registry:
         with _translate("ending a run"):
             self.client.set_terminated(run_id, status=status)
 
+    def metric_steps(self, run_id: str, key: str) -> set[int]:
+        """Return the steps at which metric `key` of a run has been logged."""
+        with _translate(f"run {run_id}"):
+            return {int(m.step) for m in self.client.get_metric_history(run_id, key)}
+
     def get_run_metrics(self, run_id: str) -> dict[str, float]:
         """Return the latest value of each metric of a run."""
         with _translate(f"run {run_id}"):
@@ -278,6 +288,44 @@ class Registry:
         with _translate(f"setting alias {alias!r} of {name!r}"):
             self.client.set_registered_model_alias(name, alias, str(version))
         LOG.info("alias %s@%s -> version %s", name, alias, version)
+
+    def compare_and_set_alias(
+        self, name: str, alias: str, expected: str | None, version: str
+    ) -> None:
+        """Point `alias` at `version` only if it still points at `expected` (None: unset).
+
+        MLflow has no atomic compare-and-set, so the check and the move run under a
+        lock: a file lock next to the embedded store's database, which every Slipway
+        process on the machine shares. Against a tracking server the check is made
+        immediately before the move (two requests apart).
+
+        Raises:
+            AliasConflictError: the alias points elsewhere; the message names both versions.
+        """
+        with self._alias_lock():
+            current = self.find_version(name, alias)
+            found = current.version if current is not None else None
+            if found != expected:
+                raise AliasConflictError(
+                    f"{name}@{alias} moved to version {found} (it was {expected} when read); "
+                    f"not moving it to version {version}"
+                )
+            self.set_alias(name, alias, version)
+
+    @contextlib.contextmanager
+    def _alias_lock(self) -> Iterator[None]:
+        if not self.tracking_uri.startswith("sqlite:///"):
+            yield
+            return
+        import fcntl
+
+        lock_path = Path(self.tracking_uri.removeprefix("sqlite:///") + ".alias-lock")
+        with open(lock_path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def set_version_tags(self, name: str, version: str, tags: dict[str, Any]) -> None:
         """Set string tags on a model version."""

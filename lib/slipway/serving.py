@@ -122,23 +122,23 @@ class ServiceConfig:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> ServiceConfig:
-        """Build from keys named like the attributes (any case) or `SLIPWAY_<NAME>`.
+        """Build from keys named exactly like the attributes, e.g. `{"model_dir": ...}`.
 
-        Empty strings count as unset; `SLIPWAY_TRACKING_URI` falls back to
-        `MLFLOW_TRACKING_URI` and `data_dir` to `SLIPWAY_DATA_DIR`.
+        Empty strings and None count as unset; other keys are refused.
 
         Raises:
-            ValueError: a number does not parse or is out of range.
+            ValueError: an unknown key, or a number that does not parse or is out of range.
         """
-        found: dict[str, Any] = {}
-        for name, kind in cls.__annotations__.items():
-            for key in (name, name.upper(), ENV_PREFIX + name.upper()):
-                raw = values.get(key)
-                if raw is not None and raw != "":
-                    found[name] = _parse(name, raw, kind)
-                    break
-        if "tracking_uri" not in found and values.get("MLFLOW_TRACKING_URI"):
-            found["tracking_uri"] = values["MLFLOW_TRACKING_URI"]
+        unknown = sorted(set(values) - set(cls.__annotations__))
+        if unknown:
+            raise ValueError(
+                f"unknown service settings {unknown}; known: {sorted(cls.__annotations__)}"
+            )
+        found = {
+            name: _parse(name, values[name], kind)
+            for name, kind in cls.__annotations__.items()
+            if values.get(name) is not None and values.get(name) != ""
+        }
         config = cls(**found)
         for name in ("max_batch_size", "max_body_bytes", "torch_threads"):
             if getattr(config, name) < 1:
@@ -147,8 +147,20 @@ class ServiceConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceConfig:
-        """Build from `SLIPWAY_*` environment variables (see `from_mapping`)."""
-        return cls.from_mapping(os.environ if environ is None else environ)
+        """Build from `SLIPWAY_<NAME>` environment variables, e.g. `SLIPWAY_MODEL_DIR`.
+
+        Only Slipway's own variables count, plus MLflow's documented
+        `MLFLOW_TRACKING_URI` when `SLIPWAY_TRACKING_URI` is unset: an unrelated
+        `MODEL_DIR` or `model_uri` in the environment is ignored.
+
+        Raises:
+            ValueError: see `from_mapping`.
+        """
+        env = os.environ if environ is None else environ
+        values = {name: env.get(ENV_PREFIX + name.upper()) for name in cls.__annotations__}
+        if not values["tracking_uri"]:
+            values["tracking_uri"] = env.get("MLFLOW_TRACKING_URI")
+        return cls.from_mapping(values)
 
 
 def _parse(name: str, raw: Any, kind: str) -> Any:
@@ -400,6 +412,11 @@ def decode_infer_request(body: Any, max_batch_size: int) -> InferRequest:
     if not isinstance(data, list):
         raise RequestError("inputs[0].data must be a list of numbers (flat or nested)")
     array = _to_array(data)
+    if array.ndim != 1 and list(array.shape) != shape:
+        raise RequestError(
+            f"inputs[0].data is nested as {list(array.shape)} but shape is {shape}; "
+            "send the data flat (row-major) or nested exactly as the shape"
+        )
     if array.size != rows * NUM_FEATURES:
         raise RequestError(
             f"inputs[0].data holds {array.size} elements but shape {shape} needs {rows * NUM_FEATURES}"
@@ -420,10 +437,22 @@ def _to_array(data: list[Any]) -> np.ndarray:
         raise RequestError(
             f"inputs[0].data is not a regular array: {str(exc).splitlines()[0]}"
         ) from exc
-    # "b" (JSON true/false), "U" (strings), "O" (objects, null, mixed) are not numbers.
-    if array.dtype.kind not in "iuf":
-        raise RequestError("inputs[0].data must hold only numbers")
+    # "b" (JSON true/false), "U" (strings), "O" (objects, null, mixed) are not numbers;
+    # numpy turns true/false mixed with numbers into 1/0, so those are looked for.
+    if array.dtype.kind not in "iuf" or _holds_bool(data):
+        raise RequestError("inputs[0].data must hold only numbers (no strings, null, true/false)")
     return array
+
+
+def _holds_bool(data: list[Any]) -> bool:
+    pending = [data]
+    while pending:
+        for item in pending.pop():
+            if type(item) is bool:
+                return True
+            if type(item) is list:
+                pending.append(item)
+    return False
 
 
 def _requested_outputs(raw: Any) -> tuple[str, ...]:

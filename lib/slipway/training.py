@@ -9,7 +9,11 @@ Distributed: under `torchrun` (`RANK`/`WORLD_SIZE` set) the model is wrapped in
 `DistributedDataParallel` with the gloo backend (CPU). Each rank takes every
 `world_size`-th index of the epoch's permutation, padded like
 `torch.utils.data.DistributedSampler`; `batch_size` is per process. Only rank 0
-writes checkpoints and calls `on_epoch_end`.
+reads and writes checkpoints and calls `on_epoch_end`; on resume it broadcasts the
+checkpoint, so every rank continues at the same epoch with the same model and
+optimizer state (and no shared file system is needed). Every collective is bounded
+by `DistContext.timeout_seconds`; when one does not complete, the error names the
+rank and the collective it was waiting for.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +37,7 @@ from torch import nn
 from tqdm import tqdm
 
 from slipway import preprocessing
-from slipway.errors import CheckpointError
+from slipway.errors import CheckpointError, DistributedError
 from slipway.io import atomic_path
 from slipway.models import ModelConfig, build_model
 
@@ -81,13 +87,20 @@ class TrainConfig:
         return out
 
 
+DEFAULT_COLLECTIVE_TIMEOUT_SECONDS = 300.0
+
+
 @dataclass(frozen=True)
 class DistContext:
-    """Process-group coordinates; `world_size == 1` outside torchrun."""
+    """Process-group coordinates; `world_size == 1` outside torchrun.
+
+    `timeout_seconds` bounds every collective (gloo's own default is 30 minutes).
+    """
 
     rank: int = 0
     world_size: int = 1
     local_world_size: int = 1
+    timeout_seconds: float = DEFAULT_COLLECTIVE_TIMEOUT_SECONDS
 
     @property
     def is_main(self) -> bool:
@@ -100,7 +113,11 @@ class DistContext:
         return self.world_size > 1
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> DistContext:
+    def from_env(
+        cls,
+        environ: dict[str, str] | None = None,
+        timeout_seconds: float = DEFAULT_COLLECTIVE_TIMEOUT_SECONDS,
+    ) -> DistContext:
         """Read `RANK`, `WORLD_SIZE`, `LOCAL_WORLD_SIZE` as set by torchrun (defaults 0, 1, 1)."""
         env = os.environ if environ is None else environ
         world = int(env.get("WORLD_SIZE", "1"))
@@ -108,15 +125,39 @@ class DistContext:
             rank=int(env.get("RANK", "0")),
             world_size=world,
             local_world_size=int(env.get("LOCAL_WORLD_SIZE", str(world))),
+            timeout_seconds=timeout_seconds,
         )
+
+    @contextmanager
+    def collective(self, what: str) -> Iterator[None]:
+        """Run collectives; a failure or timeout becomes a `DistributedError` naming them.
+
+        Raises:
+            DistributedError: e.g. "rank 1 of 2: gave up after 300 s waiting for the
+                all-reduce of epoch 3's loss: ...".
+        """
+        try:
+            yield
+        except (RuntimeError, dist.DistBackendError) as exc:
+            if not self.distributed:
+                raise
+            raise DistributedError(
+                f"rank {self.rank} of {self.world_size}: gave up after {self.timeout_seconds:g} s"
+                f" waiting for {what} (another rank died or is stuck):"
+                f" {str(exc).splitlines()[0]}"
+            ) from exc
 
 
 def init_distributed(ctx: DistContext) -> None:
-    """Join the gloo process group (if distributed) and share the CPU cores between ranks."""
+    """Join the gloo process group (if distributed) and share the CPU cores between ranks.
+
+    Collectives time out after `ctx.timeout_seconds`.
+    """
     cores = os.cpu_count() or 1
     torch.set_num_threads(max(1, cores // max(1, ctx.local_world_size)))
     if ctx.distributed and not dist.is_initialized():
-        dist.init_process_group(backend="gloo")
+        with ctx.collective("the other ranks to join the process group"):
+            dist.init_process_group(backend="gloo", timeout=timedelta(seconds=ctx.timeout_seconds))
 
 
 def shutdown_distributed() -> None:
@@ -266,7 +307,8 @@ def train(
     start_epoch = 1
     resumed_from: int | None = None
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    if resume and ckpt is not None and ckpt.exists():
+    state: dict[str, Any] | None = None
+    if ctx.is_main and resume and ckpt is not None and ckpt.exists():
         state = load_checkpoint(ckpt)
         if state["model_config"] != model_config.to_dict():
             raise CheckpointError(
@@ -276,6 +318,15 @@ def train(
             raise CheckpointError(
                 f"checkpoint {ckpt} was made with train config {state['train_config']}"
             )
+    elif resume and ctx.is_main:
+        LOG.info("no checkpoint at %s; starting from epoch 1", ckpt)
+    if ctx.distributed and resume:
+        # Rank 0's checkpoint (or None) to every rank: all resume the same epoch and state.
+        shared: list[Any] = [state]
+        with ctx.collective("the checkpoint broadcast from rank 0"):
+            dist.broadcast_object_list(shared, src=0)
+        state = shared[0]
+    if state is not None:
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history = [EpochRecord(**r) for r in state["history"]]
@@ -284,12 +335,11 @@ def train(
         start_epoch = resumed_from + 1
         if ctx.is_main:
             LOG.info("resuming from checkpoint at epoch %d: %s", resumed_from, ckpt)
-    elif resume and ctx.is_main:
-        LOG.info("no checkpoint at %s; starting from epoch 1", ckpt)
 
     model: nn.Module = module
     if ctx.distributed:
-        model = nn.parallel.DistributedDataParallel(module)
+        with ctx.collective("rank 0's initial weights (DistributedDataParallel)"):
+            model = nn.parallel.DistributedDataParallel(module)
     loss_fn = nn.CrossEntropyLoss()
     last_save = time.monotonic()
     trained_samples = 0
@@ -323,12 +373,14 @@ def train(
             xb, yb = x_train[idx], y_train[idx]
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(xb), yb)
-            loss.backward()
+            with ctx.collective(f"the gradient all-reduce of epoch {epoch}"):
+                loss.backward()
             optimizer.step()
             loss_sum += loss.detach() * len(idx)
         stats = torch.stack([loss_sum, torch.tensor(float(len(order)), dtype=torch.float64)])
         if ctx.distributed:
-            dist.all_reduce(stats)
+            with ctx.collective(f"the all-reduce of epoch {epoch}'s loss"):
+                dist.all_reduce(stats)
         trained_samples += len(order) * ctx.world_size
         train_seconds += time.perf_counter() - t0
         record = EpochRecord(
@@ -351,7 +403,8 @@ def train(
                 last_save = time.monotonic()
     bar.close()
     if ctx.distributed:
-        dist.barrier()
+        with ctx.collective("the barrier after the last epoch"):
+            dist.barrier()
     module.eval()
     rate = trained_samples / train_seconds if train_seconds > 0 else 0.0
     return TrainResult(

@@ -70,3 +70,49 @@ def test_bad_input(run_job, trained_data_dir: Path, tmp_path: Path, unreachable_
     )
     assert run_job("evaluation", *d, "--min-value", "2").returncode == 2
     assert run_job("evaluation", *d, "--version", "1", "--alias", "champion").returncode == 2
+
+
+def test_two_concurrent_evaluations_lose_no_promotion(job_env, data_dir_copy: Path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    # Versions 2 and 3 (the same weights as 1) race for an empty champion alias.
+    reg = _registry(data_dir_copy)
+    run_id = reg.get_version("digits-classifier", version="1").run_id or ""
+    for _ in range(2):
+        reg.register_model("digits-classifier", run_id)
+    procs = {
+        version: subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).parents[2] / "jobs" / "evaluation" / "main.py"),
+                "--data-dir",
+                str(data_dir_copy),
+                "--version",
+                version,
+                "--output-dir",
+                str(data_dir_copy / f"report-{version}"),
+            ],
+            env=job_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for version in ("2", "3")
+    }
+    done = {version: (p.wait(timeout=300), p.communicate()) for version, p in procs.items()}
+    champion = reg.get_version("digits-classifier", alias="champion").version
+    reports = {
+        v: json.loads((data_dir_copy / f"report-{v}" / "report.json").read_text()) for v in done
+    }
+    for version, (code, (_, stderr)) in done.items():
+        if code != 0:  # lost the race: says so, names both versions, and the report agrees
+            other = "3" if version == "2" else "2"
+            assert f"moved to version {other}" in stderr and f"version {version}" in stderr, stderr
+            assert not reports[version]["decision"]["promote"]
+    promoted = [v for v, r in reports.items() if r["decision"]["promote"]]
+    # Whoever promoted last saw the other's promotion (or there was none): no lost update.
+    assert champion in promoted
+    if len(promoted) == 2:
+        first = next(v for v in promoted if v != champion)
+        assert reports[champion]["champion_before"]["version"] == first

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -129,3 +131,90 @@ def test_two_process_torchrun(job_env, data_dir: Path) -> None:  # type: ignore[
     run = _registry(data_dir).client.get_run(info.run_id or "")
     assert run.data.params["world_size"] == "2"
     assert run.data.metrics["val_accuracy"] > 0.8
+
+
+def _torchrun(data_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(REPO / "jobs" / "training" / "main.py"),
+        "--data-dir",
+        str(data_dir),
+        "--hidden",
+        "64",
+        "--epochs",
+        "8",
+        "--batch-size",
+        "8",
+        "--checkpoint-seconds",
+        "0",
+        "--collective-timeout",
+        "60",
+        *extra,
+    ]
+
+
+def _rank_digests(stderr: str) -> dict[str, str]:
+    return dict(re.findall(r"rank (\d) of 2: weights sha256 ([0-9a-f]{64})", stderr))
+
+
+def _epoch_metrics(data_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    reg = _registry(data_dir)
+    run_id = reg.get_version("digits-classifier", alias="challenger").run_id or ""
+    return {
+        key: sorted((m.step, m.value) for m in reg.client.get_metric_history(run_id, key))
+        for key in ("train_loss", "val_accuracy")
+    }
+
+
+def test_two_process_torchrun_killed_and_resumed(  # type: ignore[no-untyped-def]
+    job_env, processed_root: Path, tmp_path: Path
+) -> None:
+    from slipway.training import load_checkpoint
+
+    dirs = {}
+    for name in ("full", "killed"):
+        dirs[name] = tmp_path / name
+        shutil.copytree(processed_root, dirs[name] / "processed")
+    full = subprocess.run(
+        _torchrun(dirs["full"]), env=job_env, capture_output=True, text=True, timeout=600
+    )
+    assert full.returncode == 0, full.stderr[-3000:]
+    expected = _rank_digests(full.stderr)
+    assert set(expected) == {"0", "1"} and len(set(expected.values())) == 1, full.stderr[-3000:]
+
+    ckpt = dirs["killed"] / "checkpoints" / "digits-classifier" / "last.pt"
+    proc = subprocess.Popen(
+        _torchrun(dirs["killed"]),
+        env=job_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not ckpt.exists():
+            assert proc.poll() is None, "training exited before writing a checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 300s"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks
+    finally:
+        proc.wait()
+    epoch = load_checkpoint(ckpt)["epoch"]
+    assert 1 <= epoch < 8
+
+    resumed = subprocess.run(
+        _torchrun(dirs["killed"], "--resume"),
+        env=job_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"(resumed from epoch {epoch})" in resumed.stdout
+    # Every rank continued from the same state: the same weights as the uninterrupted run.
+    assert _rank_digests(resumed.stderr) == expected, resumed.stderr[-3000:]
+    assert _epoch_metrics(dirs["killed"]) == _epoch_metrics(dirs["full"])

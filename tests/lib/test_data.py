@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +102,17 @@ def test_process_writes_a_versioned_manifest(processed_root: Path, tmp_path: Pat
     again = data.process("digits", tmp_path / "p", seed=0)
     assert again.version == pd_.version and again.manifest == m  # deterministic, content-addressed
     assert data.process("digits", tmp_path / "p", seed=1).version != pd_.version
+
+
+def test_processed_data_follows_the_umask(tmp_path: Path) -> None:
+    # A container's user (another uid) must be able to read what this one wrote.
+    old = os.umask(0o022)
+    try:
+        out = data.process("digits", tmp_path / "p", seed=0)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.path.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(f.stat().st_mode) for f in out.path.iterdir()} == {0o644}
 
 
 def test_process_user_file_and_tamper_detection(tmp_path: Path, digits_frame: pd.DataFrame) -> None:

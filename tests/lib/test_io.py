@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -52,3 +55,29 @@ def test_sha256_file(tmp_path: Path) -> None:
 def test_atomic_open_rejects_read_mode(tmp_path: Path) -> None:
     with pytest.raises(ValueError), io.atomic_open(tmp_path / "x", "r"):
         pass
+
+
+@pytest.fixture
+def umask() -> Iterator[Callable[[int], None]]:
+    """Set the process umask for one test; the old one comes back afterwards."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.parametrize(
+    ("mask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)]
+)
+def test_outputs_get_the_umask_permissions(
+    tmp_path: Path, umask: Callable[[int], None], mask: int, file_mode: int, dir_mode: int
+) -> None:
+    # As a plain open() or mkdir: readable by others where the umask says so (not 0600).
+    umask(mask)
+    io.write_text(tmp_path / "a.txt", "x")
+    with io.atomic_path(tmp_path / "b.bin") as tmp:
+        tmp.write_bytes(b"x")
+    folder = io.make_temp_dir(tmp_path, prefix=".new.")
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == file_mode
+    assert stat.S_IMODE((tmp_path / "b.bin").stat().st_mode) == file_mode
+    assert stat.S_IMODE(folder.stat().st_mode) == dir_mode
+    assert folder.name.startswith(".new.") and folder.parent == tmp_path

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,29 @@ def test_load_model_dir_errors(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps(raw))
     with pytest.raises(ModelFormatError, match="unsupported"):
         models.load_model_dir(tmp_path)
+
+
+class _Payload:
+    """An object that is not a tensor: weights_only=True refuses to unpickle it."""
+
+
+def test_a_pickled_object_is_a_model_format_error(tmp_path: Path) -> None:
+    cfg = models.ModelConfig(hidden=(16,))
+    models.save_model_dir(models.build_model(cfg), cfg, tmp_path)
+    torch.save({"weight": _Payload()}, tmp_path / models.WEIGHTS_NAME)
+    with pytest.raises(ModelFormatError, match="cannot load model"):
+        models.load_model_dir(tmp_path)
+
+
+def test_saved_model_files_follow_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        cfg = models.ModelConfig(hidden=(16,))
+        models.save_model_dir(models.build_model(cfg), cfg, tmp_path / "m")
+    finally:
+        os.umask(old)
+    modes = {
+        p.name: stat.S_IMODE(p.stat().st_mode)
+        for p in [tmp_path / "m", *(tmp_path / "m").iterdir()]
+    }
+    assert modes == {"m": 0o755, models.WEIGHTS_NAME: 0o644, models.CONFIG_NAME: 0o644}

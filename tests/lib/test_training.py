@@ -130,3 +130,60 @@ def test_to_tensors(digits_frame: pd.DataFrame) -> None:
     xt, yt = training.to_tensors(digits_frame.head(4))
     assert xt.dtype == torch.float32 and tuple(xt.shape) == (4, 64)
     assert yt.dtype == torch.int64 and yt.tolist() == digits_frame["label"].head(4).tolist()
+
+
+STUCK_RANKS = """
+import sys, time
+import torch, torch.distributed as dist
+from slipway import training
+
+ctx = training.DistContext.from_env(timeout_seconds=3)
+training.init_distributed(ctx)
+if ctx.rank == 1:
+    time.sleep(60)  # never joins the all-reduce
+    sys.exit(0)
+try:
+    with ctx.collective("the test's all-reduce"):
+        dist.all_reduce(torch.ones(1))
+except Exception as exc:
+    print(type(exc).__name__, exc)
+    sys.exit(3)
+"""
+
+
+def test_a_stuck_collective_fails_in_bounded_time_naming_rank_and_wait(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "WORLD_SIZE": "2",
+        "LOCAL_WORLD_SIZE": "2",
+    }
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, "-c", STUCK_RANKS],
+            env={**env, "RANK": str(rank)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    try:
+        out, _ = ranks[0].communicate(timeout=50)
+        # Rank 0 gave up while rank 1 was still stuck: bounded by the timeout, not by rank 1.
+        assert ranks[1].poll() is None
+    finally:
+        ranks[1].kill()
+        ranks[1].wait()
+    assert ranks[0].returncode == 3, out
+    assert "DistributedError" in out and "rank 0 of 2" in out, out
+    assert "gave up after 3 s waiting for the test's all-reduce" in out, out

@@ -121,6 +121,22 @@ BAD_REQUESTS = {
     "ragged data": (body_with(data=[[1] * 64, [1] * 63]), 400, "not a regular array"),
     "strings in data": (body_with(data=["1"] * 128), 400, "only numbers"),
     "booleans in data": (body_with(data=[True] * 128), 400, "only numbers"),
+    "booleans mixed with numbers": (body_with(data=[1.5] * 127 + [True]), 400, "true/false"),
+    "nested booleans mixed with numbers": (
+        body_with(data=[[1] * 64, [1] * 63 + [False]]),
+        400,
+        "true/false",
+    ),
+    "nesting does not match the shape": (
+        body_with(data=[[1] * 32] * 4),
+        400,
+        "nested as [4, 32] but shape is [2, 64]",
+    ),
+    "nesting deeper than the shape": (
+        body_with(data=[[[1] * 64], [[1] * 64]]),
+        400,
+        "nested as [2, 1, 64]",
+    ),
     "null in data": (body_with(data=[None] * 128), 400, "only numbers"),
     "data not a list": (body_with(data="abc"), 400, "data must be a list"),
     "pixel out of range": (body_with(data=[17] * 128), 400, "in [0, 16]"),
@@ -245,6 +261,20 @@ def test_metrics_add_up_over_all_workers(server: Server) -> None:
     )
     assert "slipway_model_ready 1.0" in text
     assert "slipway_model_forward_seconds_bucket" in text
+
+
+def test_metric_labels_stay_bounded_whatever_the_client_sends(server: Server) -> None:
+    for i in range(5):
+        method = "ABC" + chr(ord("D") + i)
+        requests.request(method, server.url + INFER).close()
+        requests.get(server.url + f"/no/such/path/{i}").close()
+    text = requests.get(server.url + "/metrics").text
+    methods = set(re.findall(r'^slipway_http_requests_total\{[^}]*method="([^"]*)"', text, re.M))
+    endpoints = set(re.findall(r'^slipway_http_\w+\{[^}]*endpoint="([^"]*)"', text, re.M))
+    assert "other" in methods and not any(m.startswith("ABC") for m in methods), methods
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "other"}
+    assert "other" in endpoints
+    assert all(e == "other" or e.startswith(("/v2", "/metrics", "/openapi")) for e in endpoints)
 
 
 def test_openapi_document_is_served(server: Server) -> None:

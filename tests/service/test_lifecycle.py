@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -70,11 +72,83 @@ def test_a_flag_wins_over_the_environment(
         f"models:/{MODEL_NAME}@champion",
         "--data-dir",
         str(registry_data_dir),
-        env={"SLIPWAY_MODEL_DIR": str(model_dir)},
+        env={"SLIPWAY_MODEL_DIR": str(model_dir), **foreign_settings(model_dir)},
     )
     client = server.client()
     client.wait_ready(START_SECONDS)
     assert client.model_metadata()["versions"] == ["1"]
+    assert client.model_metadata()["name"] == MODEL_NAME
+    # MAX_BODY_BYTES=10 in the environment is not Slipway's: a normal body is served.
+    assert client.infer(np.zeros((4, 64), dtype=np.int64)).model_version == "1"
+
+
+def foreign_settings(model_dir: Path) -> dict[str, str]:
+    """Variables that look like settings but belong to someone else."""
+    return {
+        "MODEL_DIR": str(model_dir),
+        "model_dir": str(model_dir),
+        "MODEL_URI": "models:/someone-else@champion",
+        "MODEL_NAME": "someone-else",
+        "DATA_DIR": "/nonexistent",
+        "MAX_BODY_BYTES": "10",
+        "MAX_BATCH_SIZE": "0",
+    }
+
+
+def test_only_slipway_variables_configure_the_service(tmp_path: Path) -> None:
+    from slipway.serving import ServiceConfig
+
+    foreign = ServiceConfig.from_env(foreign_settings(tmp_path))
+    assert foreign == ServiceConfig()
+    config = ServiceConfig.from_env(
+        {
+            **foreign_settings(tmp_path),
+            "SLIPWAY_MODEL_URI": "models:/m/3",
+            "SLIPWAY_MAX_BODY_BYTES": "2048",
+            "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+        }
+    )
+    assert (config.model_dir, config.model_uri, config.max_body_bytes) == (
+        None,
+        "models:/m/3",
+        2048,
+    )
+    assert config.tracking_uri == "http://127.0.0.1:5000"
+    both = {"SLIPWAY_TRACKING_URI": "http://a:1", "MLFLOW_TRACKING_URI": "http://b:2"}
+    assert ServiceConfig.from_env(both).tracking_uri == "http://a:1"
+    with pytest.raises(ValueError, match="unknown service settings"):
+        ServiceConfig.from_mapping({"MODEL_DIR": "x"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, "127.0.0.1:8080"),
+        ({"PORT": "9000"}, "127.0.0.1:8080"),
+        ({"SLIPWAY_BIND": "127.0.0.1:9001", "PORT": "9000"}, "127.0.0.1:9001"),
+        ({"SLIPWAY_HOST": "0.0.0.0"}, "0.0.0.0:8080"),  # noqa: S104 - the image's setting
+        ({"SLIPWAY_HOST": "0.0.0.0", "PORT": "9000"}, "0.0.0.0:9000"),  # noqa: S104
+    ],
+    ids=["default", "host-port-ignored", "bind", "image", "image-port"],
+)
+def test_bind_address(
+    environ: dict[str, str], expected: str, service_env: dict[str, str], tmp_path: Path
+) -> None:
+    # gunicorn.conf.py read as gunicorn reads it, in a process of its own (it edits os.environ).
+    from service import main
+
+    env = {**service_env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), **environ}
+    code = "import runpy, sys; print(runpy.run_path(sys.argv[1])['bind'])"
+    out = subprocess.run(
+        [sys.executable, "-c", code, main.CONFIG_PATH],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == expected
+    # service/main.py passes --bind on only when it is given.
+    assert "SLIPWAY_BIND" not in main.gunicorn_environ(main.parse_args([]), {})
 
 
 @pytest.mark.parametrize(

@@ -78,3 +78,20 @@ def test_fix_rewrites_in_place_and_leaves_nothing(tree: Path) -> None:
     assert lint(tree, "--fix").returncode == 0
     assert (tree / "lib" / "x.py").read_text() == CLEAN_PY
     assert (tree / "lib" / "BUILD.bazel").read_text() == CLEAN_BUILD
+
+
+def test_shell_script_warning_names_file_and_line(tree: Path) -> None:
+    script = tree / "tools" / "run"
+    script.parent.mkdir()
+    script.write_text('#!/usr/bin/env bash\nset -eu\nfor f in $(ls "$1"); do\n  echo $f\ndone\n')
+    result = lint(tree)
+    assert result.returncode == 1
+    assert "tools/run:3: shellcheck:" in result.stdout and "[SC2045]" in result.stdout
+    assert "tools/run:4: shellcheck:" in result.stdout and "[SC2086]" in result.stdout
+
+
+def test_shell_templates_are_checked_too(tree: Path) -> None:
+    (tree / "lib" / "push.sh.tpl").write_text('if [ -n "{{tags}}" ]; then\n  echo "tags"\nfi\n')
+    result = lint(tree)
+    assert result.returncode == 1
+    assert "lib/push.sh.tpl:1: shellcheck:" in result.stdout and "[SC2157]" in result.stdout

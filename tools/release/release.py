@@ -12,7 +12,8 @@ Steps, each refusing with a message that names the problem (exit 1):
  3. creates the annotated tag vX.Y.Z and builds every image with
     --config=release, so their tag files hold X.Y.Z;
  4. writes an SPDX 2.3 SBOM per image (Debian packages from the base lock,
-    Python distributions with the hashes of requirements_lock.txt);
+    Python distributions with the SHA-256 of the wheel file installed, which
+    must be one of requirements_lock.txt's hashes);
  5. with --deploy, pushes each image through its `:push` target with the tag
     X.Y.Z, plus X.Y, X and latest for a final release. X.Y.Z is immutable: an
     image whose X.Y.Z already exists in the registry with another digest is
@@ -42,10 +43,16 @@ from typing import Any
 # The images to release (//tools/image:images.json, from tools/image/images.bzl),
 # in this binary's runfiles: tools/release/release.py -> the runfiles root.
 IMAGES_JSON = Path(__file__).parents[2] / "tools/image/images.json"
+# `sha256  wheel-file-name` per locked package (//tools/release:wheel_hashes).
+WHEEL_HASHES = Path(__file__).parents[2] / "tools/release/wheel_hashes.txt"
 DEFAULT_REGISTRY = "localhost:5000"
-# https://semver.org, "Is there a suggested regular expression", without build metadata.
-_IDENT = r"(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
-SEMVER = re.compile(rf"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-({_IDENT}(?:\.{_IDENT})*))?$")
+# https://semver.org, "Is there a suggested regular expression", without build metadata;
+# ASCII digits only (Python's \d also matches other scripts' digits), matched whole.
+_NUM = r"(?:0|[1-9][0-9]*)"
+_IDENT = rf"(?:{_NUM}|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
+SEMVER = re.compile(rf"({_NUM})\.({_NUM})\.({_NUM})(?:-({_IDENT}(?:\.{_IDENT})*))?")
+# The OCI distribution spec's tag grammar (at most 128 characters).
+OCI_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 
 
 class ReleaseError(Exception):
@@ -72,13 +79,20 @@ class Version:
             raise ReleaseError(
                 f"version '{text}' holds build metadata ('+'), which OCI tags cannot hold"
             )
-        match = SEMVER.match(text)
+        match = SEMVER.fullmatch(text)
         if not match:
             raise ReleaseError(
                 f"version '{text}' is not Semantic Versioning 2.0.0 (X.Y.Z or X.Y.Z-PRERELEASE)"
             )
         pre = tuple(match[4].split(".")) if match[4] else ()
-        return cls(int(match[1]), int(match[2]), int(match[3]), pre)
+        version = cls(int(match[1]), int(match[2]), int(match[3]), pre)
+        for tag in version.remote_tags():
+            if not OCI_TAG.fullmatch(tag):
+                raise ReleaseError(
+                    f"version '{text}' gives the tag '{tag}', which is not a valid OCI tag"
+                    " (at most 128 characters of [a-zA-Z0-9._-])"
+                )
+        return version
 
     def __str__(self) -> str:
         core = f"{self.major}.{self.minor}.{self.patch}"
@@ -144,8 +158,49 @@ def git(workspace: Path, *args: str) -> str:
     return run(["git", *args], workspace).stdout.strip()
 
 
+def release_tags(workspace: Path) -> dict[str, str]:
+    """Tag name -> commit, of the local tags and of the remote's (`origin`, else the first).
+
+    A shallow or tagless clone does not hide a release made elsewhere.
+
+    Raises:
+        ReleaseError: the remote's tags cannot be read, or it has a tag of the same
+            name at another commit than the local one.
+    """
+    tags: dict[str, str] = {}
+    for name in git(workspace, "tag", "--list").split():
+        tags[name] = git(workspace, "rev-list", "-n", "1", name)
+    remotes = git(workspace, "remote").split()
+    if not remotes:
+        return tags
+    remote = "origin" if "origin" in remotes else remotes[0]
+    done = run(["git", "ls-remote", "--tags", remote], workspace, check=False)
+    if done.returncode != 0:
+        raise ReleaseError(
+            f"cannot read the tags of remote {remote!r} (`git ls-remote --tags {remote}`):"
+            f" {done.stderr.strip()[-2000:]}"
+        )
+    remote_tags: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        commit, ref = line.split()
+        name = ref.removeprefix("refs/tags/")
+        if name.endswith("^{}"):  # the commit an annotated tag points at
+            remote_tags[name[:-3]] = commit
+        else:
+            remote_tags.setdefault(name, commit)
+    for name, commit in remote_tags.items():
+        if name in tags and tags[name] != commit:
+            raise ReleaseError(
+                f"tag {name} is at {tags[name][:12]} here but at {commit[:12]} on {remote!r}"
+            )
+        tags[name] = commit
+    return tags
+
+
 def check_git(workspace: Path, version: Version) -> bool:
     """Refuses a dirty tree, a tag elsewhere, a version not above the last release.
+
+    Tags are the local ones and the remote's (see `release_tags`).
 
     Returns:
         True when the tag vX.Y.Z already exists at HEAD (a release to resume).
@@ -155,23 +210,74 @@ def check_git(workspace: Path, version: Version) -> bool:
         raise ReleaseError(f"the work tree is not clean; commit or stash first:\n{dirty}")
     tag = f"v{version}"
     head = git(workspace, "rev-parse", "HEAD")
+    tags = release_tags(workspace)
     resume = False
-    if git(workspace, "tag", "--list", tag):
-        at = git(workspace, "rev-list", "-n", "1", tag)
-        if at != head:
-            raise ReleaseError(f"tag {tag} already exists (at {at[:12]}, not HEAD {head[:12]})")
+    if tag in tags:
+        if tags[tag] != head:
+            raise ReleaseError(
+                f"tag {tag} already exists (at {tags[tag][:12]}, not HEAD {head[:12]})"
+            )
         resume = True
-    others = []
-    for name in git(workspace, "tag", "--list", "v*").split():
+    check_newer(version, [name[1:] for name in tags if name.startswith("v")], "release v")
+    return resume
+
+
+def check_newer(version: Version, others: list[str], what: str) -> None:
+    """Refuses `version` unless it is above every SemVer in `others` (other texts are skipped).
+
+    Raises:
+        ReleaseError: "version 0.2.0 is not greater than the last {what}0.9.0".
+    """
+    parsed = []
+    for text in others:
         try:
-            others.append(Version.parse(name[1:]))
+            parsed.append(Version.parse(text))
         except ReleaseError:
             continue  # not a release tag
-    newer = [v for v in others if v != version and v.key() >= version.key()]
+    newer = [v for v in parsed if v != version and v.key() >= version.key()]
     if newer:
         last = max(newer, key=Version.key)
-        raise ReleaseError(f"version {version} is not greater than the last release v{last}")
-    return resume
+        raise ReleaseError(f"version {version} is not greater than the last {what}{last}")
+
+
+def registry_tags(workspace: Path, image: Image) -> list[str]:
+    """The tags of an image's repository in the registry ([] when it has none yet).
+
+    Raises:
+        ReleaseError: the registry cannot be asked.
+    """
+    done = run(["crane", "ls", image.repository], workspace, check=False)
+    if done.returncode == 0:
+        return done.stdout.split()
+    if "NAME_UNKNOWN" in done.stderr or "404" in done.stderr:
+        return []
+    raise ReleaseError(f"cannot list {image.repository}:\n{done.stderr.strip()[-2000:]}")
+
+
+def floating_tags(version: Version, existing: list[str]) -> list[str]:
+    """Which of X.Y, X and latest may move to `version`: those it does not move backwards.
+
+    A floating tag moves only if no final release in the registry that the tag
+    covers (same X.Y, same X, any) has a higher precedence than `version`.
+    """
+    if version.prerelease:
+        return []
+    finals = []
+    for text in existing:
+        try:
+            parsed = Version.parse(text)
+        except ReleaseError:
+            continue
+        if not parsed.prerelease and parsed.key() > version.key():
+            finals.append(parsed)
+    covers = {
+        f"{version.major}.{version.minor}": lambda v: (
+            (v.major, v.minor) == (version.major, version.minor)
+        ),
+        str(version.major): lambda v: v.major == version.major,
+        "latest": lambda v: True,
+    }
+    return [tag for tag, covered in covers.items() if not any(covered(v) for v in finals)]
 
 
 def bazel(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -200,6 +306,25 @@ def lock_hashes(workspace: Path) -> dict[tuple[str, str], list[str]]:
             key = (normalise(match[1]), match[2])
             hashes[key] = re.findall(r"--hash=sha256:([0-9a-f]{64})", match[3])
     return hashes
+
+
+def wheel_hashes() -> dict[tuple[str, str], tuple[str, str]]:
+    """(normalised name, version) -> (sha256, wheel file name) of each wheel the build installs.
+
+    Raises:
+        ReleaseError: wheel_hashes.txt is missing (the tool runs outside its runfiles).
+    """
+    if not WHEEL_HASHES.is_file():
+        raise ReleaseError(
+            f"{WHEEL_HASHES} not found: run the tool with `tools/bazel run //tools/release`"
+        )
+    found = {}
+    for line in WHEEL_HASHES.read_text().splitlines():
+        digest, wheel = line.split()
+        # {distribution}-{version}(-{build tag})?-{python tag}-{abi tag}-{platform tag}.whl
+        dist, version = wheel.split("-")[:2]
+        found[(normalise(dist), version)] = (digest, wheel)
+    return found
 
 
 def normalise(name: str) -> str:
@@ -233,7 +358,8 @@ def distributions(layer: Path) -> list[tuple[str, str]]:
 def sbom(workspace: Path, image: Image, version: Version, layers: list[Path]) -> dict[str, Any]:
     """An SPDX 2.3 document: the Debian packages and Python distributions of the image."""
     lock = json.loads((workspace / "tools/image/base/debs.lock.json").read_text())
-    hashes = lock_hashes(workspace)
+    locked = lock_hashes(workspace)
+    wheels = wheel_hashes()
     packages: list[dict[str, Any]] = []
     for deb in lock["packages"]:
         packages.append(
@@ -260,16 +386,26 @@ def sbom(workspace: Path, image: Image, version: Version, layers: list[Path]) ->
                 continue
             seen.add(found)
             dist, dist_version = normalise(found[0]), found[1]
+            # A local version (torch's "+cpu") is locked and named without it offline.
+            key = (dist, dist_version)
+            if key not in wheels:
+                key = (dist, dist_version.split("+")[0])
+            if key not in wheels:
+                raise ReleaseError(f"{image.name}: no wheel for {dist} {dist_version} in the build")
+            digest, wheel = wheels[key]
+            allowed = locked.get(key, []) + locked.get((dist, dist_version), [])
+            if digest not in allowed:
+                raise ReleaseError(
+                    f"{image.name}: {wheel} has sha256 {digest}, not one of "
+                    f"requirements_lock.txt's hashes for {dist}=={key[1]}"
+                )
             entry: dict[str, Any] = {
                 "SPDXID": f"SPDXRef-pypi-{re.sub(r'[^A-Za-z0-9.-]', '-', dist)}",
                 "name": dist,
                 "versionInfo": dist_version,
+                "packageFileName": wheel,
                 "downloadLocation": "NOASSERTION",
-                "checksums": [
-                    {"algorithm": "SHA256", "checksumValue": h}
-                    for h in hashes.get((dist, dist_version.split("+")[0]), [])
-                    + hashes.get((dist, dist_version), [])
-                ],
+                "checksums": [{"algorithm": "SHA256", "checksumValue": digest}],
                 "externalRefs": [
                     {
                         "referenceCategory": "PACKAGE-MANAGER",
@@ -322,15 +458,16 @@ def remote_digest(reference: str, workspace: Path) -> str | None:
 
 def deploy(workspace: Path, images: list[Image], version: Version) -> None:
     """Pushes each image; X.Y.Z first and immutable, then the moving tags."""
-    tags = version.remote_tags()
     for number, image in enumerate(images, 1):
+        floating = floating_tags(version, registry_tags(workspace, image))
+        tags = [str(version), *floating]
         existing = remote_digest(f"{image.repository}:{version}", workspace)
         if existing and existing != image.digest:
             raise ReleaseError(
                 f"{image.repository}:{version} already exists with digest {existing}, not this "
                 f"build's {image.digest}: release tags are immutable"
             )
-        extra = [arg for tag in tags[1:] for arg in ("--tag", tag)]
+        extra = [arg for tag in floating for arg in ("--tag", tag)]
         bazel(
             workspace,
             "run",
@@ -362,6 +499,11 @@ def main(argv: list[str] | None = None) -> int:
         resume = check_git(workspace, version)
         registry = args.registry.rstrip("/")
         images = read_images(registry)
+        if args.deploy:
+            for image in images:
+                check_newer(
+                    version, registry_tags(workspace, image), f"release in {image.repository}: "
+                )
         if args.dry_run:
             print(f"release: dry run of {version}: all checks passed")
             print(

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from slipway.data import open_processed
+from slipway.errors import AliasConflictError
 from slipway.evaluation import PromotionPolicy, evaluate_model, metrics_dict
 from slipway.io import write_json
 from slipway.plots import plot_confusion
@@ -42,8 +43,14 @@ def evaluate_and_promote(
         The report: `model`, `data`, `candidate` metrics, `champion_before`, `policy`,
         `decision` and `champion` (after the decision, with its metrics under `test`).
 
+    The report and plot are written, and the version tagged, before `champion` moves.
+    It moves only if it still points at the version read at the start (see
+    `Registry.compare_and_set_alias`); otherwise the report records the conflict.
+
     Raises:
         ModelNotFoundError: unknown model, version or alias. DataError: no processed data.
+        AliasConflictError: another evaluation moved `champion` meanwhile; the message
+            names both versions.
     """
     data = open_processed(processed)
     frame = data.read(split)
@@ -63,10 +70,7 @@ def evaluate_and_promote(
             "reason": f"version {candidate.version} is already the champion",
         }
     else:
-        decision = policy.decide(cand_metrics, champ_metrics)
-        decision_dict = decision.to_dict()
-        if decision.promote:
-            registry.set_alias(model_name, CHAMPION, candidate.version)
+        decision_dict = policy.decide(cand_metrics, champ_metrics).to_dict()
     promoted = bool(decision_dict["promote"])
     new_champ_version: str | None
     new_champ_metrics: dict[str, Any] | None
@@ -99,6 +103,7 @@ def evaluate_and_promote(
             "test": new_champ_metrics,
         },
     }
+    # Everything is written before the alias moves: a promoted champion always has its report.
     out = Path(output_dir)
     write_json(out / REPORT_NAME, report)
     plot_confusion(
@@ -115,9 +120,25 @@ def evaluate_and_promote(
             "data_version": data.version,
         },
     )
-    if candidate.run_id:
-        with tempfile.TemporaryDirectory(prefix="slipway-eval-") as tmp:
-            for name in (REPORT_NAME, CONFUSION_PNG_NAME):
-                Path(tmp, name).write_bytes((out / name).read_bytes())
-            registry.log_artifacts(candidate.run_id, tmp, "evaluation")
+    if promoted:
+        expected = champ.version if champ is not None else None
+        try:
+            registry.compare_and_set_alias(model_name, CHAMPION, expected, candidate.version)
+        except AliasConflictError as exc:
+            # The report must not claim a promotion that did not happen.
+            report["decision"] = {"promote": False, "reason": f"conflict: {exc}"}
+            report["champion"] = None
+            write_json(out / REPORT_NAME, report)
+            _log_report(registry, candidate.run_id, out)
+            raise
+    _log_report(registry, candidate.run_id, out)
     return report
+
+
+def _log_report(registry: Registry, run_id: str | None, out: Path) -> None:
+    if not run_id:
+        return
+    with tempfile.TemporaryDirectory(prefix="slipway-eval-") as tmp:
+        for name in (REPORT_NAME, CONFUSION_PNG_NAME):
+            Path(tmp, name).write_bytes((out / name).read_bytes())
+        registry.log_artifacts(run_id, tmp, "evaluation")

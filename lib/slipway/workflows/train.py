@@ -13,7 +13,7 @@ from slipway import __version__
 from slipway.data import open_processed
 from slipway.evaluation import evaluate_model, metrics_dict
 from slipway.io import write_json
-from slipway.models import ModelConfig, count_parameters, save_model_dir
+from slipway.models import ModelConfig, count_parameters, save_model_dir, weights_sha256
 from slipway.registry import (
     CHALLENGER,
     DEFAULT_EXPERIMENT,
@@ -32,6 +32,9 @@ from slipway.training import (
 
 LOG = logging.getLogger(__name__)
 
+# Metrics logged once per epoch, at step = epoch.
+EPOCH_METRICS = ("train_loss", "val_accuracy")
+
 
 @dataclass(frozen=True)
 class TrainOutcome:
@@ -43,6 +46,7 @@ class TrainOutcome:
     epochs: int
     resumed_from_epoch: int | None
     samples_per_second: float
+    weights_sha256: str = ""
 
 
 def train_and_register(
@@ -75,6 +79,9 @@ def train_and_register(
     train_frame, val_frame = data.read("train"), data.read("val")
     train_xy, val_xy = to_tensors(train_frame), to_tensors(val_frame)
     run_id: str | None = None
+    # Steps each per-epoch metric already has in a continued run: the epochs that ran
+    # after the last checkpoint are trained again but not logged twice.
+    logged: dict[str, set[int]] = {}
     if ctx.is_main:
         if registry is None:
             raise ValueError("rank 0 needs a registry")
@@ -84,6 +91,7 @@ def train_and_register(
         if run_id:
             registry.reopen_run(run_id)
             LOG.info("continuing MLflow run %s", run_id)
+            logged = {key: registry.metric_steps(run_id, key) for key in EPOCH_METRICS}
         else:
             run_id = registry.start_run(experiment, tags={"slipway.data_version": data.version})
         registry.log_params(
@@ -104,11 +112,10 @@ def train_and_register(
 
     def log_epoch(record: EpochRecord) -> None:
         assert registry is not None and run_id is not None
-        registry.log_metrics(
-            run_id,
-            {"train_loss": record.train_loss, "val_accuracy": record.val_accuracy},
-            step=record.epoch,
-        )
+        values = {"train_loss": record.train_loss, "val_accuracy": record.val_accuracy}
+        new = {k: v for k, v in values.items() if record.epoch not in logged.get(k, set())}
+        if new:
+            registry.log_metrics(run_id, new, step=record.epoch)
 
     extra: dict[str, Any] = {"run_id": run_id} if run_id else {}
     try:
@@ -137,12 +144,13 @@ def train_and_register(
             train_config.epochs,
             result.resumed_from_epoch,
             result.samples_per_second,
+            weights_sha256(result.model),
         )
     assert registry is not None and run_id is not None
+    # val_accuracy at this step is the last epoch's, already logged.
     registry.log_metrics(
         run_id,
         {
-            "val_accuracy": val["accuracy"],
             "val_macro_f1": val["macro_f1"],
             "samples_per_second": result.samples_per_second,
         },
@@ -184,4 +192,5 @@ def train_and_register(
         train_config.epochs,
         result.resumed_from_epoch,
         result.samples_per_second,
+        weights_sha256(result.model),
     )

@@ -117,7 +117,7 @@ def test_processing_image_processes_a_real_input(pushed: Pushed, tmp_path: Path)
     work = tmp_path / "work"
     work.mkdir()
     data.load_digits_frame().to_csv(work / "digits.csv", index=False)
-    os.chmod(work, 0o777)  # the container's user is not this test's user
+    os.chmod(work, 0o777)  # the container's user (10001) writes into this test's folder
     done = run(
         [
             "podman",
@@ -150,8 +150,6 @@ def test_service_image_serves_an_inference(
     ref = pull(pushed, "service")
     model = tmp_path / "model"
     save_model_dir(build_model(ModelConfig()), ModelConfig(), model)
-    for path in [model, *model.rglob("*")]:
-        os.chmod(path, 0o755 if path.is_dir() else 0o644)
     port = port_finder()
     name = f"slipway-e2e-{port}"
     started = run(

@@ -118,7 +118,7 @@ def test_refusals_name_the_problem(repo: Repo, version: str, message: str) -> No
     done = repo.release("--version", version, "--deploy")
     assert done.returncode == 1
     assert message in done.stderr
-    assert repo.git("tag", "--list", f"v{version}") in ("", "v0.1.0")
+    assert repo.git("tag", "--list") == "v0.1.0"  # no tag made by a refused release
 
 
 def test_refuses_a_dirty_tree(repo: Repo) -> None:
@@ -163,7 +163,9 @@ def test_release_pushes_every_image_with_its_tags(
         if "torch" in names:
             assert names["torch"]["versionInfo"].startswith("2.13.0")
         assert names["python3.11"]["checksums"][0]["algorithm"] == "SHA256"
-        assert names["numpy"]["checksums"], "Python distributions carry the lock's hashes"
+        # The hash of the one wheel installed, not every platform's from the lock.
+        assert len(names["numpy"]["checksums"]) == 1
+        assert names["numpy"]["packageFileName"].startswith("numpy-")
     refused = repo.crane("ls", manifest["images"][0]["repository"], auth=False)
     assert refused.returncode != 0 and "UNAUTHORIZED" in refused.stderr.upper()
 

@@ -15,8 +15,9 @@ rlocation() {
 }
 
 TARBALL=$(rlocation "{{tarball}}")
-if [ -n "{{loader}}" ]; then
-  exec "$(rlocation "{{loader}}")" < "$TARBALL"
+LOADER="{{loader}}"
+if [ -n "$LOADER" ]; then
+  exec "$(rlocation "$LOADER")" < "$TARBALL"
 elif command -v docker >/dev/null && docker info >/dev/null 2>&1; then
   exec docker load --input "$TARBALL"
 elif command -v podman >/dev/null; then

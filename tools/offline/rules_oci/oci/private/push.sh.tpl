@@ -18,14 +18,16 @@ die() { echo "oci_push: error: $*" >&2; exit 1; }
 
 IMAGE_DIR=$(rlocation "{{image_dir}}")
 REPOSITORY="{{repository}}"
-if [ -n "{{repository_file}}" ]; then
-  REPOSITORY=$(tr -d '[:space:]' < "$(rlocation "{{repository_file}}")")
+REPOSITORY_FILE="{{repository_file}}"
+TAGS_FILE="{{tags}}"
+if [ -n "$REPOSITORY_FILE" ]; then
+  REPOSITORY=$(tr -d '[:space:]' < "$(rlocation "$REPOSITORY_FILE")")
 fi
 TAGS=()
-if [ -n "{{tags}}" ]; then
+if [ -n "$TAGS_FILE" ]; then
   while IFS= read -r tag || [ -n "$tag" ]; do
     [ -n "$tag" ] && TAGS+=("$tag")
-  done < "$(rlocation "{{tags}}")"
+  done < "$(rlocation "$TAGS_FILE")"
 fi
 
 while [ $# -gt 0 ]; do
