@@ -101,24 +101,46 @@ def test_online_without_any_bazel_says_what_to_install(sandbox: Path) -> None:
     assert "online mode needs bazelisk or a Bazel >= 7 on PATH" in result.stderr
 
 
+FAKE_BAZEL = """#!/bin/sh
+# A Debian-installed Bazel 7 stand-in: prints the argv it would get.
+if [ "$1" = --version ]; then echo "bazel 7.7.1"; exit 0; fi
+echo "$@"
+"""
+
+
 @pytest.mark.parametrize("mode", ["online", "offline"])
 def test_config_goes_after_the_command(sandbox: Path, mode: str) -> None:
-    # bazelisk hands over the real Bazel in BAZEL_REAL; echo shows the argv it would get.
-    result = run(
-        sandbox,
-        {"SLIPWAY_BAZEL_MODE": "online", "BAZEL_REAL": shutil.which("echo") or "/bin/echo"},
-        "--output_user_root=/x",
-        "test",
-        "//...",
-    )
-    assert result.returncode == 0, result.stderr
     caches = sandbox / ".cache/slipway"
+    ws = sandbox / "ws"
+    if mode == "online":
+        # bazelisk hands over the real Bazel in BAZEL_REAL; echo shows the argv it would get.
+        env = {"SLIPWAY_BAZEL_MODE": "online", "BAZEL_REAL": shutil.which("echo") or "/bin/echo"}
+        expected_config = ["--config=online"]
+        offline_extra: list[str] = []
+    else:
+        # Offline with Debian's Bazel and rule packages installed natively (as inside the
+        # root filesystem tools/bazel installs, where this test runs).
+        if not Path("/usr/share/bazel/tools/aspect_bazel_lib").is_dir():
+            pytest.skip("offline mode's native path needs Debian's Bazel rule packages here")
+        fake = sandbox / "bin" / "bazel"
+        fake.write_text(FAKE_BAZEL)
+        fake.chmod(0o755)
+        env = {"SLIPWAY_BAZEL_MODE": "offline", "SLIPWAY_WHEEL_DIR": "/srv/wheels"}
+        expected_config = ["--config=offline"]
+        offline_extra = [
+            "--repo_env=PIP_FIND_LINKS=/srv/wheels",
+            "--test_env=PIP_FIND_LINKS=/srv/wheels",
+            f"--experimental_downloader_config={ws}/tools/offline/downloader.cfg",
+        ]
+    result = run(sandbox, env, "--output_user_root=/x", "test", "//...")
+    assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
         "--output_user_root=/x",
         "test",
-        "--config=online",
+        *expected_config,
         f"--repository_cache={caches}/repository-cache",
         f"--disk_cache={caches}/disk-cache",
+        *offline_extra,
         "//...",
     ]
 
