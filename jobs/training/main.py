@@ -168,8 +168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         training.shutdown_distributed()
     if ctx.distributed:
-        LOG.info(
-            "rank %d of %d: weights sha256 %s", ctx.rank, ctx.world_size, outcome.weights_sha256
+        # Every rank, on stdout (the other ranks log warnings only): equal digests
+        # show that the ranks ended with identical weights.
+        print(
+            f"rank {ctx.rank} of {ctx.world_size}: weights sha256 {outcome.weights_sha256}",
+            flush=True,
         )
     if ctx.is_main and outcome.version is not None:
         resumed = (

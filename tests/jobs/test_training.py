@@ -157,8 +157,8 @@ def _torchrun(data_dir: Path, *extra: str) -> list[str]:
     ]
 
 
-def _rank_digests(stderr: str) -> dict[str, str]:
-    return dict(re.findall(r"rank (\d) of 2: weights sha256 ([0-9a-f]{64})", stderr))
+def _rank_digests(stdout: str) -> dict[str, str]:
+    return dict(re.findall(r"rank (\d) of 2: weights sha256 ([0-9a-f]{64})", stdout))
 
 
 def _epoch_metrics(data_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -183,8 +183,8 @@ def test_two_process_torchrun_killed_and_resumed(  # type: ignore[no-untyped-def
         _torchrun(dirs["full"]), env=job_env, capture_output=True, text=True, timeout=600
     )
     assert full.returncode == 0, full.stderr[-3000:]
-    expected = _rank_digests(full.stderr)
-    assert set(expected) == {"0", "1"} and len(set(expected.values())) == 1, full.stderr[-3000:]
+    expected = _rank_digests(full.stdout)
+    assert set(expected) == {"0", "1"} and len(set(expected.values())) == 1, full.stdout
 
     ckpt = dirs["killed"] / "checkpoints" / "digits-classifier" / "last.pt"
     proc = subprocess.Popen(
@@ -216,5 +216,5 @@ def test_two_process_torchrun_killed_and_resumed(  # type: ignore[no-untyped-def
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"(resumed from epoch {epoch})" in resumed.stdout
     # Every rank continued from the same state: the same weights as the uninterrupted run.
-    assert _rank_digests(resumed.stderr) == expected, resumed.stderr[-3000:]
+    assert _rank_digests(resumed.stdout) == expected, resumed.stdout
     assert _epoch_metrics(dirs["killed"]) == _epoch_metrics(dirs["full"])
