@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -111,17 +112,7 @@ def test_killed_run_resumes_from_checkpoint(job_env, data_dir: Path) -> None:  #
 
 
 def test_two_process_torchrun(job_env, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(REPO / "jobs" / "training" / "main.py"),
-        "--data-dir",
-        str(data_dir),
-        *SMALL,
-    ]
+    cmd = _torchrun(data_dir, *SMALL)
     r = subprocess.run(cmd, env=job_env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (
@@ -133,7 +124,8 @@ def test_two_process_torchrun(job_env, data_dir: Path) -> None:  # type: ignore[
     assert run.data.metrics["val_accuracy"] > 0.8
 
 
-def _torchrun(data_dir: Path, *extra: str) -> list[str]:
+def _torchrun(data_dir: Path, *args: str) -> list[str]:
+    """The training job under torchrun with two ranks on this machine."""
     return [
         sys.executable,
         "-m",
@@ -143,18 +135,42 @@ def _torchrun(data_dir: Path, *extra: str) -> list[str]:
         str(REPO / "jobs" / "training" / "main.py"),
         "--data-dir",
         str(data_dir),
-        "--hidden",
-        "64",
-        "--epochs",
-        "8",
-        "--batch-size",
-        "8",
-        "--checkpoint-seconds",
-        "0",
-        "--collective-timeout",
-        "60",
-        *extra,
+        *args,
     ]
+
+
+# Small batches: epochs long enough to be killed part-way; a checkpoint every epoch.
+KILLABLE = [
+    "--hidden",
+    "64",
+    "--epochs",
+    "8",
+    "--batch-size",
+    "8",
+    "--checkpoint-seconds",
+    "0",
+    "--collective-timeout",
+    "60",
+]
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants, children first (a node dying at once)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending += children.get(current, [])
+    for member in reversed(tree):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
 
 
 def _rank_digests(stdout: str) -> dict[str, str]:
@@ -180,7 +196,7 @@ def test_two_process_torchrun_killed_and_resumed(  # type: ignore[no-untyped-def
         dirs[name] = tmp_path / name
         shutil.copytree(processed_root, dirs[name] / "processed")
     full = subprocess.run(
-        _torchrun(dirs["full"]), env=job_env, capture_output=True, text=True, timeout=600
+        _torchrun(dirs["full"], *KILLABLE), env=job_env, capture_output=True, text=True, timeout=600
     )
     assert full.returncode == 0, full.stderr[-3000:]
     expected = _rank_digests(full.stdout)
@@ -188,7 +204,7 @@ def test_two_process_torchrun_killed_and_resumed(  # type: ignore[no-untyped-def
 
     ckpt = dirs["killed"] / "checkpoints" / "digits-classifier" / "last.pt"
     proc = subprocess.Popen(
-        _torchrun(dirs["killed"]),
+        _torchrun(dirs["killed"], *KILLABLE),
         env=job_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -200,14 +216,14 @@ def test_two_process_torchrun_killed_and_resumed(  # type: ignore[no-untyped-def
             assert proc.poll() is None, "training exited before writing a checkpoint"
             assert time.monotonic() < deadline, "no checkpoint within 300s"
             time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks
+        _kill_tree(proc.pid)  # torchrun and both ranks (each in a session of its own)
     finally:
         proc.wait()
     epoch = load_checkpoint(ckpt)["epoch"]
     assert 1 <= epoch < 8
 
     resumed = subprocess.run(
-        _torchrun(dirs["killed"], "--resume"),
+        _torchrun(dirs["killed"], *KILLABLE, "--resume"),
         env=job_env,
         capture_output=True,
         text=True,
