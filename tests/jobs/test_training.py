@@ -67,6 +67,15 @@ def test_bad_input(run_job, tmp_path: Path, data_dir: Path, unreachable_uri: str
     assert run_job("training", env={"SLIPWAY_EPOCHS": "lots"}).returncode == 2
 
 
+def _wait_for_checkpoint(proc: subprocess.Popen[bytes], ckpt: Path, seconds: float) -> None:
+    """Wait until the training process has written its first checkpoint (it must still run)."""
+    deadline = time.monotonic() + seconds
+    while not ckpt.exists():
+        assert proc.poll() is None, "training exited before writing a checkpoint"
+        assert time.monotonic() < deadline, f"no checkpoint within {seconds:g}s"
+        time.sleep(0.02)
+
+
 def test_killed_run_resumes_from_checkpoint(job_env, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
     from slipway.training import load_checkpoint
 
@@ -89,11 +98,7 @@ def test_killed_run_resumes_from_checkpoint(job_env, data_dir: Path) -> None:  #
     ]
     proc = subprocess.Popen(cmd, env=job_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while not ckpt.exists():
-            assert proc.poll() is None, "training exited before writing a checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint within 120s"
-            time.sleep(0.02)
+        _wait_for_checkpoint(proc, ckpt, 120)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
@@ -211,11 +216,7 @@ def test_two_process_torchrun_killed_and_resumed(  # type: ignore[no-untyped-def
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 300
-        while not ckpt.exists():
-            assert proc.poll() is None, "training exited before writing a checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint within 300s"
-            time.sleep(0.02)
+        _wait_for_checkpoint(proc, ckpt, 300)
         _kill_tree(proc.pid)  # torchrun and both ranks (each in a session of its own)
     finally:
         proc.wait()
