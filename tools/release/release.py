@@ -124,6 +124,7 @@ class Image:
     tags: list[str] = field(default_factory=list)
     sbom: str = ""
     pushed: bool = False
+    registry_tags: list[str] = field(default_factory=list)  # before this release
 
 
 def read_images(registry: str) -> list[Image]:
@@ -168,8 +169,16 @@ def release_tags(workspace: Path) -> dict[str, str]:
             name at another commit than the local one.
     """
     tags: dict[str, str] = {}
-    for name in git(workspace, "tag", "--list").split():
-        tags[name] = git(workspace, "rev-list", "-n", "1", name)
+    # One call: each tag's object, and for an annotated tag the commit it points at.
+    listing = git(
+        workspace,
+        "for-each-ref",
+        "--format=%(refname:strip=2) %(objectname) %(*objectname)",
+        "refs/tags",
+    )
+    for line in listing.splitlines():
+        name, obj, *peeled = line.split()
+        tags[name] = peeled[0] if peeled else obj
     remotes = git(workspace, "remote").split()
     if not remotes:
         return tags
@@ -222,19 +231,24 @@ def check_git(workspace: Path, version: Version) -> bool:
     return resume
 
 
+def parse_versions(texts: list[str]) -> list[Version]:
+    """The SemVer versions among `texts`; other texts (e.g. `latest`, `dev`) are skipped."""
+    parsed = []
+    for text in texts:
+        try:
+            parsed.append(Version.parse(text))
+        except ReleaseError:
+            continue
+    return parsed
+
+
 def check_newer(version: Version, others: list[str], what: str) -> None:
     """Refuses `version` unless it is above every SemVer in `others` (other texts are skipped).
 
     Raises:
         ReleaseError: "version 0.2.0 is not greater than the last {what}0.9.0".
     """
-    parsed = []
-    for text in others:
-        try:
-            parsed.append(Version.parse(text))
-        except ReleaseError:
-            continue  # not a release tag
-    newer = [v for v in parsed if v != version and v.key() >= version.key()]
+    newer = [v for v in parse_versions(others) if v != version and v.key() >= version.key()]
     if newer:
         last = max(newer, key=Version.key)
         raise ReleaseError(f"version {version} is not greater than the last {what}{last}")
@@ -262,14 +276,7 @@ def floating_tags(version: Version, existing: list[str]) -> list[str]:
     """
     if version.prerelease:
         return []
-    finals = []
-    for text in existing:
-        try:
-            parsed = Version.parse(text)
-        except ReleaseError:
-            continue
-        if not parsed.prerelease and parsed.key() > version.key():
-            finals.append(parsed)
+    finals = [v for v in parse_versions(existing) if not v.prerelease and v.key() > version.key()]
     covers = {
         f"{version.major}.{version.minor}": lambda v: (
             (v.major, v.minor) == (version.major, version.minor)
@@ -457,9 +464,12 @@ def remote_digest(reference: str, workspace: Path) -> str | None:
 
 
 def deploy(workspace: Path, images: list[Image], version: Version) -> None:
-    """Pushes each image; X.Y.Z first and immutable, then the moving tags."""
+    """Pushes each image; X.Y.Z first and immutable, then the moving tags.
+
+    Floating tags follow `image.registry_tags`, read once by `main` before tagging.
+    """
     for number, image in enumerate(images, 1):
-        floating = floating_tags(version, registry_tags(workspace, image))
+        floating = floating_tags(version, image.registry_tags)
         tags = [str(version), *floating]
         existing = remote_digest(f"{image.repository}:{version}", workspace)
         if existing and existing != image.digest:
@@ -501,9 +511,8 @@ def main(argv: list[str] | None = None) -> int:
         images = read_images(registry)
         if args.deploy:
             for image in images:
-                check_newer(
-                    version, registry_tags(workspace, image), f"release in {image.repository}: "
-                )
+                image.registry_tags = registry_tags(workspace, image)
+                check_newer(version, image.registry_tags, f"release in {image.repository}: ")
         if args.dry_run:
             print(f"release: dry run of {version}: all checks passed")
             print(
