@@ -74,6 +74,46 @@ def run_job(job_env: dict[str, str]) -> Callable[..., subprocess.CompletedProces
 
 
 @pytest.fixture(scope="session")
+def call_job(job_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Like `run_job`, but in this process: `cli.run(main, args)` with job_env.
+
+    For the many bad-input cases of one job: each would pay a new interpreter's
+    ~10 s of torch and MLflow imports in a subprocess. The exit code is the
+    SystemExit code that `cli.run` raises; stdout and stderr are captured.
+    """
+    import importlib.util
+    import io
+    from unittest import mock
+
+    from slipway import cli
+
+    mains: dict[str, Callable[..., int]] = {}
+
+    def call(job: str, *args: str) -> subprocess.CompletedProcess[str]:
+        if job not in mains:
+            spec = importlib.util.spec_from_file_location(
+                f"slipway_job_{job}", REPO / "jobs" / job / "main.py"
+            )
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            mains[job] = module.main
+        out, err = io.StringIO(), io.StringIO()
+        with (
+            mock.patch.dict(os.environ, job_env, clear=True),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            try:
+                cli.run(mains[job], list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+        return subprocess.CompletedProcess([job, *args], code, out.getvalue(), err.getvalue())
+
+    return call
+
+
+@pytest.fixture(scope="session")
 def digits_frame():  # type: ignore[no-untyped-def]
     """The validated digits table (1,797 rows)."""
     from slipway import data

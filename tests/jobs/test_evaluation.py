@@ -58,18 +58,18 @@ def _fails(r, *words: str) -> None:  # type: ignore[no-untyped-def]
     assert last.startswith("error: ") and all(w in last for w in words), r.stderr
 
 
-def test_bad_input(run_job, trained_data_dir: Path, tmp_path: Path, unreachable_uri: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input(call_job, trained_data_dir: Path, tmp_path: Path, unreachable_uri: str) -> None:  # type: ignore[no-untyped-def]
     d = ["--data-dir", str(trained_data_dir), "--output-dir", str(tmp_path / "out")]
-    _fails(run_job("evaluation", *d, "--alias", "gold"), "no alias 'gold'")
-    _fails(run_job("evaluation", *d, "--version", "7"), "no version 7")
-    _fails(run_job("evaluation", *d, "--model-name", "other"), "no registered model named 'other'")
-    _fails(run_job("evaluation", *d, "--tracking-uri", unreachable_uri), "cannot reach")
+    _fails(call_job("evaluation", *d, "--alias", "gold"), "no alias 'gold'")
+    _fails(call_job("evaluation", *d, "--version", "7"), "no version 7")
+    _fails(call_job("evaluation", *d, "--model-name", "other"), "no registered model named 'other'")
+    _fails(call_job("evaluation", *d, "--tracking-uri", unreachable_uri), "cannot reach")
     _fails(
-        run_job("evaluation", "--data-dir", str(tmp_path), "--processed", str(tmp_path / "none")),
+        call_job("evaluation", "--data-dir", str(tmp_path), "--processed", str(tmp_path / "none")),
         "no processed data",
     )
-    assert run_job("evaluation", *d, "--min-value", "2").returncode == 2
-    assert run_job("evaluation", *d, "--version", "1", "--alias", "champion").returncode == 2
+    assert call_job("evaluation", *d, "--min-value", "2").returncode == 2
+    assert call_job("evaluation", *d, "--version", "1", "--alias", "champion").returncode == 2
 
 
 def test_two_concurrent_evaluations_lose_no_promotion(job_env, data_dir_copy: Path) -> None:  # type: ignore[no-untyped-def]

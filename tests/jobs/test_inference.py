@@ -101,31 +101,33 @@ def _fails(r, *words: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_bad_input(
-    run_job, trained_data_dir: Path, inputs: Path, tmp_path: Path, unreachable_uri: str
+    call_job, trained_data_dir: Path, inputs: Path, tmp_path: Path, unreachable_uri: str
 ) -> None:  # type: ignore[no-untyped-def]
     d = ["--data-dir", str(trained_data_dir), "--output-dir", str(tmp_path)]
     ok = str(inputs / "batch.csv")
     _fails(
-        run_job("inference", *d, *CHALLENGER, "--input", str(inputs / "missing.csv")), "not found"
+        call_job("inference", *d, *CHALLENGER, "--input", str(inputs / "missing.csv")), "not found"
     )
-    _fails(run_job("inference", *d, *CHALLENGER, "--input", str(inputs / "empty.csv")), "empty")
+    _fails(call_job("inference", *d, *CHALLENGER, "--input", str(inputs / "empty.csv")), "empty")
     _fails(
-        run_job("inference", *d, *CHALLENGER, "--input", str(inputs / "schema.parquet")),
+        call_job("inference", *d, *CHALLENGER, "--input", str(inputs / "schema.parquet")),
         "missing column",
         "pixel_5_5",
     )
-    _fails(run_job("inference", *d, *CHALLENGER, "--input", str(inputs / "dtype.csv")), "pixel_0_3")
-    _fails(run_job("inference", *d, "--alias", "gold", "--input", ok), "no alias 'gold'")
-    _fails(run_job("inference", *d, "--input", ok), "no alias 'champion'")
     _fails(
-        run_job("inference", *d, *CHALLENGER, "--input", ok, "--tracking-uri", unreachable_uri),
+        call_job("inference", *d, *CHALLENGER, "--input", str(inputs / "dtype.csv")), "pixel_0_3"
+    )
+    _fails(call_job("inference", *d, "--alias", "gold", "--input", ok), "no alias 'gold'")
+    _fails(call_job("inference", *d, "--input", ok), "no alias 'champion'")
+    _fails(
+        call_job("inference", *d, *CHALLENGER, "--input", ok, "--tracking-uri", unreachable_uri),
         "cannot reach",
     )
     assert (
-        run_job(
+        call_job(
             "inference", *d, "--input", ok, "--shard-index", "2", "--num-shards", "2"
         ).returncode
         == 2
     )
-    assert run_job("inference", *d).returncode == 2  # no --input
+    assert call_job("inference", *d).returncode == 2  # no --input
     assert not list(tmp_path.glob("*.tmp"))  # failed outputs leave no temp files
