@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -29,11 +30,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from slipway.errors import DataError, SchemaError
 from slipway.io import atomic_path
 from slipway.preprocessing import scale_pixels
+from slipway.progress import progress_bar
 from slipway.schema import FEATURE_COLUMNS, PIXEL_MAX, table_kind
 
 LOG = logging.getLogger(__name__)
@@ -157,7 +158,8 @@ def run_batch_inference(
         batch_size: rows per batch (also the sharding unit), >= 1.
         shard_index, num_shards: this worker's share, `0 <= shard_index < num_shards`.
         output_format: "parquet" or "csv".
-        progress: show a tqdm bar over rows.
+        progress: report progress over rows (`slipway.progress`: a bar on a
+            terminal, a log line every 30 s otherwise).
 
     Raises:
         ValueError: bad batch size, shard coordinates or format.
@@ -176,14 +178,7 @@ def run_batch_inference(
     module.eval()
     summary = InferenceSummary()
     t0 = time.perf_counter()
-    bar = tqdm(
-        desc="predict",
-        unit="row",
-        unit_scale=True,
-        disable=not progress,
-        mininterval=0.5,
-        leave=False,
-    )
+    bar = progress_bar(desc="predict", unit="row", enabled=progress)
     try:
         for file_index, path in enumerate(files):
             dest = output_path(path, out_dir, shard_index, num_shards, output_format)
@@ -219,7 +214,7 @@ def _predict_file(
     shard_index: int,
     num_shards: int,
     output_format: str,
-    bar: tqdm,
+    bar: Any,
 ) -> int:
     if path.stat().st_size == 0:
         raise DataError(f"input file is empty: {path}")

@@ -34,12 +34,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
 from slipway import preprocessing
 from slipway.errors import CheckpointError, DistributedError
 from slipway.io import atomic_path
 from slipway.models import ModelConfig, build_model
+from slipway.progress import progress_bar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -280,7 +280,8 @@ def train(
         on_epoch_end: called on rank 0 after each epoch (e.g. to log metrics).
         extra: JSON-able values stored in each checkpoint and returned on resume
             (e.g. the tracking run id); updated in place from the checkpoint.
-        progress: show a tqdm bar over epochs on rank 0.
+        progress: report progress over epochs on rank 0 (`slipway.progress`: a bar
+            on a terminal, a log line per tenth otherwise).
 
     Returns:
         The trained module (unwrapped, eval mode) and the full history, including epochs
@@ -344,15 +345,13 @@ def train(
     last_save = time.monotonic()
     trained_samples = 0
     train_seconds = 0.0
-    bar = tqdm(
+    bar = progress_bar(
         range(start_epoch, config.epochs + 1),
         desc="train",
         unit="epoch",
         initial=start_epoch - 1,
         total=config.epochs,
-        disable=not (progress and ctx.is_main),
-        mininterval=0.5,
-        leave=False,
+        enabled=progress and ctx.is_main,
     )
     for epoch in bar:
         t0 = time.perf_counter()

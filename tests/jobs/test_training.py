@@ -37,9 +37,13 @@ def test_help(run_job) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_trains_logs_and_registers(run_job, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    r = run_job("training", "--data-dir", str(data_dir), *SMALL)
+    # Progress on: stderr is a pipe here, as in a CI log, so a few plain lines, no bar.
+    r = run_job("training", "--data-dir", str(data_dir), *SMALL, env={"SLIPWAY_NO_PROGRESS": "0"})
     assert r.returncode == 0, r.stderr
     assert "registered digits-classifier version 1 as challenger" in r.stdout
+    progress = [line for line in r.stderr.splitlines() if "slipway.progress: train: " in line]
+    assert 1 <= len(progress) <= 15 and "\r" not in r.stderr, r.stderr
+    assert progress[-1].split("slipway.progress: ")[1].startswith("train: 3/3 epoch (100%)")
     reg = _registry(data_dir)
     info = reg.get_version("digits-classifier", alias="challenger")
     run = reg.client.get_run(info.run_id or "")

@@ -133,10 +133,14 @@ def test_to_tensors(digits_frame: pd.DataFrame) -> None:
 
 
 STUCK_RANKS = """
-import sys, time
+import os, sys, time
 import torch, torch.distributed as dist
 from slipway import training
 
+# Both ranks join at once: the 3 s timeout also bounds the rendezvous, and on
+# a loaded machine one rank's imports can lag the other's by more than that.
+print("imported", flush=True)
+sys.stdin.readline()
 ctx = training.DistContext.from_env(timeout_seconds=3)
 training.init_distributed(ctx)
 if ctx.rank == 1:
@@ -146,8 +150,10 @@ try:
     with ctx.collective("the test's all-reduce"):
         dist.all_reduce(torch.ones(1))
 except Exception as exc:
-    print(type(exc).__name__, exc)
-    sys.exit(3)
+    print(type(exc).__name__, exc, flush=True)
+    # Not sys.exit: gloo's threads, still waiting on the timed-out receive, can
+    # abort the interpreter's teardown ("terminate called"), a race at exit.
+    os._exit(3)
 """
 
 
@@ -171,12 +177,23 @@ def test_a_stuck_collective_fails_in_bounded_time_naming_rank_and_wait(tmp_path:
         subprocess.Popen(
             [sys.executable, "-c", STUCK_RANKS],
             env={**env, "RANK": str(rank)},
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
         for rank in (0, 1)
     ]
+    for rank in ranks:
+        assert rank.stdout is not None
+        lines = []
+        while (line := rank.stdout.readline()) not in ("imported\n", ""):
+            lines.append(line)
+        assert line, "".join(lines)  # ended before "imported": it crashed
+    for rank in ranks:
+        assert rank.stdin is not None
+        rank.stdin.write("go\n")
+        rank.stdin.flush()
     try:
         out, _ = ranks[0].communicate(timeout=50)
         # Rank 0 gave up while rank 1 was still stuck: bounded by the timeout, not by rank 1.
