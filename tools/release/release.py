@@ -2,24 +2,31 @@
 
     tools/bazel run //tools/release -- --version X.Y.Z[-PRERELEASE] [--deploy]
         [--registry HOST[:PORT][/PATH]] [--dry-run] [--output-dir DIR]
+        [--allow-any-branch]
 
 Steps, each refusing with a message that names the problem (exit 1):
  1. the version is Semantic Versioning 2.0.0 (https://semver.org) without build
     metadata (`+`), which OCI tags cannot hold;
- 2. the work tree is clean; the tag vX.Y.Z does not exist elsewhere than HEAD
+ 2. the branch follows Git-Flow: a final release only from a release branch
+    (`main` or `master`), a prerelease also from `release/*` or `hotfix/*`.
+    A team changes the lists in pyproject.toml, [tool.slipway.release]
+    (`final-branches`, `prerelease-branches`); a detached HEAD
+    takes its branch from SLIPWAY_RELEASE_BRANCH or the CI's variables;
+    --allow-any-branch overrides the rule and the manifest records it;
+ 3. the work tree is clean; the tag vX.Y.Z does not exist elsewhere than HEAD
     (at HEAD it is a release to resume); the version is greater than every
     other release tag (semver precedence);
- 3. creates the annotated tag vX.Y.Z and builds every image with
+ 4. creates the annotated tag vX.Y.Z and builds every image with
     --config=release, so their tag files hold X.Y.Z;
- 4. writes an SPDX 2.3 SBOM per image (Debian packages from the base lock,
+ 5. writes an SPDX 2.3 SBOM per image (Debian packages from the base lock,
     Python distributions with the SHA-256 of the wheel file installed, which
     must be one of requirements_lock.txt's hashes);
- 5. with --deploy, pushes each image through its `:push` target with the tag
+ 6. with --deploy, pushes each image through its `:push` target with the tag
     X.Y.Z, plus X.Y, X and latest for a final release. X.Y.Z is immutable: an
     image whose X.Y.Z already exists in the registry with another digest is
     refused; with the same digest it was pushed by an earlier, interrupted run
     and is skipped (a rerun of the same command finishes a failed release);
- 6. writes release-X.Y.Z.json (digests, tags, SBOM files) into --output-dir
+ 7. writes release-X.Y.Z.json (digests, tags, SBOM files) into --output-dir
     only when every step succeeded, and prints a table of image, digest, tags.
 
 Credentials come from the Docker config file (`docker login`, or DOCKER_CONFIG).
@@ -29,12 +36,14 @@ Credentials come from the Docker config file (`docker login`, or DOCKER_CONFIG).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
 import subprocess
 import sys
 import tarfile
+import tomllib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +62,24 @@ _IDENT = rf"(?:{_NUM}|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
 SEMVER = re.compile(rf"({_NUM})\.({_NUM})\.({_NUM})(?:-({_IDENT}(?:\.{_IDENT})*))?")
 # The OCI distribution spec's tag grammar (at most 128 characters).
 OCI_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+
+
+# Git-Flow (https://nvie.com/posts/a-successful-git-branching-model/): releases are
+# tagged on the release branch. A team's pyproject.toml may set either list in
+# [tool.slipway.release]; this is the default.
+DEFAULT_POLICY = {
+    "final-branches": ["main", "master"],
+    "prerelease-branches": ["release/*", "hotfix/*"],
+}
+# Where CI services name the branch of a detached checkout, first match wins.
+CI_BRANCH_VARIABLES = (
+    "SLIPWAY_RELEASE_BRANCH",  # ours, for any CI or a hand-made detached checkout
+    "GITHUB_REF_NAME",  # GitHub Actions, when GITHUB_REF_TYPE is "branch"
+    "CI_COMMIT_BRANCH",  # GitLab CI
+    "BUILDKITE_BRANCH",
+    "CIRCLE_BRANCH",
+    "BRANCH_NAME",  # Jenkins multibranch
+)
 
 
 class ReleaseError(Exception):
@@ -204,6 +231,80 @@ def release_tags(workspace: Path) -> dict[str, str]:
             )
         tags[name] = commit
     return tags
+
+
+def branch_policy(workspace: Path) -> dict[str, list[str]]:
+    """The Git-Flow branch lists: DEFAULT_POLICY, updated by pyproject.toml's
+    [tool.slipway.release] (keys `final-branches`, `prerelease-branches`: lists
+    of branch names or fnmatch patterns).
+
+    Raises:
+        ReleaseError: pyproject.toml is not TOML, or a key or value is not as above.
+    """
+    policy = {key: list(value) for key, value in DEFAULT_POLICY.items()}
+    path = workspace / "pyproject.toml"
+    if not path.exists():
+        return policy
+    try:
+        table = (
+            tomllib.loads(path.read_text()).get("tool", {}).get("slipway", {}).get("release", {})
+        )
+    except tomllib.TOMLDecodeError as err:
+        raise ReleaseError(f"{path}: not valid TOML: {err}") from None
+    for key, value in table.items():
+        if key not in policy:
+            raise ReleaseError(
+                f"{path}: [tool.slipway.release] has no setting {key!r}; "
+                f"known: {', '.join(sorted(policy))}"
+            )
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ReleaseError(
+                f"{path}: [tool.slipway.release] {key} must be a list of branch names"
+            )
+        policy[key] = value
+    return policy
+
+
+def current_branch(workspace: Path, environ: dict[str, str] | None = None) -> str:
+    """The checked-out branch; for a detached HEAD, the one the CI's variables name.
+
+    Raises:
+        ReleaseError: HEAD is detached and no variable names the branch.
+    """
+    done = run(["git", "symbolic-ref", "--quiet", "--short", "HEAD"], workspace, check=False)
+    if done.returncode == 0 and done.stdout.strip():
+        return done.stdout.strip()
+    env = os.environ if environ is None else environ
+    for name in CI_BRANCH_VARIABLES:
+        if name == "GITHUB_REF_NAME" and env.get("GITHUB_REF_TYPE") != "branch":
+            continue
+        if env.get(name):
+            return env[name]
+    raise ReleaseError(
+        "HEAD is detached, so the release cannot tell its branch: check out the branch "
+        "(git checkout main), or name it with SLIPWAY_RELEASE_BRANCH=<branch>"
+    )
+
+
+def check_branch(branch: str, version: Version, policy: dict[str, list[str]]) -> None:
+    """Refuses a release that Git-Flow does not allow from `branch`.
+
+    Raises:
+        ReleaseError: naming the branch and the rule.
+    """
+
+    def matches(patterns: list[str]) -> bool:
+        return any(fnmatch.fnmatchcase(branch, pattern) for pattern in patterns)
+
+    final, pre = policy["final-branches"], policy["prerelease-branches"]
+    if matches(final) or (version.prerelease and matches(pre)):
+        return
+    kind = f"prerelease {version}" if version.prerelease else f"final release {version}"
+    raise ReleaseError(
+        f"{kind} refused on branch {branch!r}: final releases come only from "
+        f"{' or '.join(final)}, prereleases also from {' or '.join(pre)} (Git-Flow; "
+        "[tool.slipway.release] in pyproject.toml); --allow-any-branch overrides this"
+    )
 
 
 def check_git(workspace: Path, version: Version) -> bool:
@@ -500,12 +601,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry", default=DEFAULT_REGISTRY, help=f"default {DEFAULT_REGISTRY}")
     parser.add_argument("--dry-run", action="store_true", help="check and print the plan only")
     parser.add_argument("--output-dir", type=Path, help="default <workspace>/dist/release")
+    parser.add_argument(
+        "--allow-any-branch",
+        action="store_true",
+        help="release from a branch that the Git-Flow rule refuses (recorded in the manifest)",
+    )
     args = parser.parse_args(argv)
     workspace = Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY", Path.cwd()))
     out = args.output_dir or workspace / "dist" / "release"
     tagged = False  # from here on, a failure leaves a release to resume
     try:
         version = Version.parse(args.version)
+        branch = current_branch(workspace)
+        if args.allow_any_branch:
+            print(f"release: --allow-any-branch: releasing from {branch!r}", flush=True)
+        else:
+            check_branch(branch, version, branch_policy(workspace))
         resume = check_git(workspace, version)
         registry = args.registry.rstrip("/")
         images = read_images(registry)
@@ -557,6 +668,8 @@ def main(argv: list[str] | None = None) -> int:
         "version": str(version),
         "git_tag": f"v{version}",
         "git_commit": git(workspace, "rev-parse", "HEAD"),
+        "git_branch": branch,
+        "branch_policy_overridden": args.allow_any_branch,
         "registry": registry,
         "pushed": args.deploy,
         "images": [

@@ -72,7 +72,7 @@ def repo(
     base = tmp_path_factory.mktemp("release")
     copy = sources_copy(base / "repo")
     for args in (
-        ["init", "-q"],
+        ["init", "-q", "-b", "main"],
         ["config", "user.name", "Release Test"],
         ["config", "user.email", "release@example.com"],
         ["add", "-A"],
@@ -149,6 +149,7 @@ def test_release_pushes_every_image_with_its_tags(
     assert "release: 0.2.0 released" in done.stdout
     manifest = json.loads((repo.path / "dist/release/release-0.2.0.json").read_text())
     assert manifest["git_commit"] == repo.git("rev-parse", "HEAD")
+    assert manifest["git_branch"] == "main" and manifest["branch_policy_overridden"] is False
     assert [i["name"] for i in manifest["images"]] == [i["name"] for i in image_list]
     for image in manifest["images"]:
         listed = repo.crane("ls", image["repository"])

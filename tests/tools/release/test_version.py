@@ -146,3 +146,77 @@ def test_the_registry_tags_count_too(start_registry: Callable[..., Any], tmp_pat
             release.Version.parse("0.5.0"), tags, f"release in {image.repository}: "
         )
     assert release.floating_tags(release.Version.parse("0.9.1"), tags) == ["0.9", "0", "latest"]
+
+
+@pytest.fixture
+def flow_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A throwaway repository with one commit on `main`, the release tool's workspace."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    for key, value in (("user.name", "T"), ("user.email", "t@example.com")):
+        _git(repo, "config", key, value)
+    (repo / "f.txt").write_text("1\n")
+    _git(repo, "add", "f.txt")
+    _git(repo, "commit", "-qm", "first")
+    monkeypatch.setenv("BUILD_WORKSPACE_DIRECTORY", str(repo))
+    for name in release.CI_BRANCH_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return repo
+
+
+def test_git_flow_final_releases_from_main_only_prereleases_also_from_release_branches(
+    flow_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _git(flow_repo, "checkout", "-q", "-b", "feature/faster-loader")
+    assert release.main(["--version", "1.4.0", "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "final release 1.4.0 refused on branch 'feature/faster-loader'" in err
+    assert "final releases come only from main or master" in err
+    assert "--allow-any-branch" in err
+    assert release.main(["--version", "1.4.0-rc.1", "--dry-run"]) == 1
+    assert (
+        "prerelease 1.4.0-rc.1 refused on branch 'feature/faster-loader'" in capsys.readouterr().err
+    )
+
+    _git(flow_repo, "checkout", "-q", "main")
+    assert release.main(["--version", "1.4.0", "--dry-run"]) == 0
+    assert "all checks passed" in capsys.readouterr().out
+
+    _git(flow_repo, "checkout", "-q", "-b", "release/1.4.0")
+    assert release.main(["--version", "1.4.0-rc.1", "--dry-run"]) == 0
+    assert release.main(["--version", "1.4.0", "--dry-run"]) == 1  # final: main only
+    assert "refused on branch 'release/1.4.0'" in capsys.readouterr().err
+    assert release.main(["--version", "1.4.0", "--dry-run", "--allow-any-branch"]) == 0
+    assert "--allow-any-branch: releasing from 'release/1.4.0'" in capsys.readouterr().out
+
+
+def test_a_detached_head_takes_its_branch_from_the_ci(flow_repo: Path) -> None:
+    _git(flow_repo, "checkout", "-q", "--detach")
+    with pytest.raises(release.ReleaseError, match="HEAD is detached.*SLIPWAY_RELEASE_BRANCH"):
+        release.current_branch(flow_repo, {})
+    # A tag build on GitHub Actions names the tag, not a branch.
+    tag_build = {"GITHUB_REF_NAME": "v1.0.0", "GITHUB_REF_TYPE": "tag"}
+    with pytest.raises(release.ReleaseError, match="HEAD is detached"):
+        release.current_branch(flow_repo, tag_build)
+    branch_build = {"GITHUB_REF_NAME": "main", "GITHUB_REF_TYPE": "branch"}
+    assert release.current_branch(flow_repo, branch_build) == "main"
+    assert release.current_branch(flow_repo, {"CI_COMMIT_BRANCH": "hotfix/1.3.1"}) == "hotfix/1.3.1"
+    assert release.current_branch(flow_repo, {"SLIPWAY_RELEASE_BRANCH": "main"}) == "main"
+
+
+def test_the_policy_is_read_from_pyproject(flow_repo: Path) -> None:
+    assert release.branch_policy(flow_repo) == release.DEFAULT_POLICY  # no pyproject.toml
+    pyproject = flow_repo / "pyproject.toml"
+    pyproject.write_text('[tool.slipway.release]\nfinal-branches = ["trunk"]\n')
+    policy = release.branch_policy(flow_repo)
+    assert policy["final-branches"] == ["trunk"]
+    release.check_branch("trunk", release.Version.parse("2.0.0"), policy)
+    with pytest.raises(release.ReleaseError, match="from trunk, prereleases"):
+        release.check_branch("main", release.Version.parse("2.0.0"), policy)
+    pyproject.write_text('[tool.slipway.release]\nfinal-branch = "main"\n')
+    with pytest.raises(release.ReleaseError, match="no setting 'final-branch'"):
+        release.branch_policy(flow_repo)
+    pyproject.write_text('[tool.slipway.release]\nfinal-branches = "main"\n')
+    with pytest.raises(release.ReleaseError, match="must be a list of branch names"):
+        release.branch_policy(flow_repo)
