@@ -11,7 +11,9 @@
 #   3. warm no-op `tools/bazel test //...`,
 #   4. `tools/bazel test //...` after a change to service/app.py,
 #   5. after a change to lib/slipway/metrics.py (the service's change reverted),
-#   6. after reverting that too (everything found in a cache).
+#   6. after reverting that too (everything found in a cache),
+#   7. `tools/bazel run //service:load` twice: the second finds the image in
+#      podman (the machine's own store) and loads nothing.
 # Prints a Markdown table: seconds, and how many test targets ran (not cached). PyPI downloads go through pip's own cache
 # (~/.cache/pip), so "cold" means a new clone on a machine that has run pip.
 set -euo pipefail
@@ -67,6 +69,8 @@ metrics_ran=$(ran)
 git checkout -q lib/slipway/metrics.py
 reverted=$(step "${bazel[@]}" test //...)
 reverted_ran=$(ran)
+load_first=$(seconds "${bazel[@]}" run //service:load)
+load_again=$(seconds "${bazel[@]}" run //service:load)
 
 cat <<TABLE
 | step | seconds | tests run (not cached) |
@@ -77,4 +81,6 @@ cat <<TABLE
 | after a change to service/app.py | $service | $service_ran |
 | after a change to lib/slipway/metrics.py | $metrics | $metrics_ran |
 | after reverting it | $reverted | $reverted_ran |
+| \`tools/bazel run //service:load\` (streams the image unless podman holds it) | $load_first | |
+| the same again, nothing changed | $load_again | |
 TABLE

@@ -11,7 +11,9 @@ makes, in the calling package:
     :repository      `<registry>/slipway/<image_name>`; registry from
                      --//tools/image:registry (default localhost:5000)
     :push            `bazel run :push [-- --repository R --tag T]`
-    :load            `bazel run :load`: into Docker, else podman
+    :load            `bazel run :load`: into Docker, else podman; nothing to do
+                     when the engine's local tag already is this image
+    :oci_load        rules_oci's oci_load: always streams the tarball
     :<name>          `bazel run :image [-- --norun | ARGS...]`: load, then run
 
 An image carries only its binary's runfiles. Large dependencies get layers of
@@ -247,16 +249,28 @@ def py_image(name, binary, image_name, env = {}, exposed_ports = [], kind = "job
     )
     local_tag = "slipway/%s:latest" % image_name
     oci_load(
-        name = "load",
+        name = "oci_load",
         image = ":oci_image",
         repo_tags = [local_tag],
         visibility = visibility,
     )
+    load_args = ["--oci-load", "$(rootpath :oci_load)", "--image", "$(rootpath :oci_image)", "--tag", local_tag]
+    load_data = [":oci_load", ":oci_image"]
+
+    # :load asks the engine first and streams the image only when it lacks it.
+    py_binary(
+        name = "load",
+        srcs = [Label("//tools/image:load_image.py")],
+        main = Label("//tools/image:load_image.py"),
+        args = load_args,
+        data = load_data,
+        visibility = visibility,
+    )
     py_binary(
         name = name,
-        srcs = [Label("//tools/image:run_image.py")],
+        srcs = [Label("//tools/image:run_image.py"), Label("//tools/image:load_image.py")],
         main = Label("//tools/image:run_image.py"),
-        args = ["--load", "$(rootpath :load)", "--tag", local_tag, "--kind", kind, "--"],
-        data = [":load"],
+        args = load_args + ["--kind", kind, "--"],
+        data = load_data,
         visibility = visibility,
     )

@@ -4,7 +4,8 @@
     tools/bazel run //jobs/processing:image -- -v "$PWD/data:/data" --data-dir /data
                                                         (-e/--env, -v/--volume go to the engine)
     tools/bazel run //service:image                     start the service, print its URL
-    tools/bazel run //service:image -- --norun          only load
+    tools/bazel run //service:image -- --norun          only load (skipped when the
+                                                        engine already holds the image)
 
 The engine is Docker where a Docker engine answers, else podman. Containers use
 the host's network (the service listens on 127.0.0.1:$SLIPWAY_PORT, default
@@ -18,43 +19,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-
-def engine() -> str:
-    """The container engine: docker where its engine answers, else podman.
-
-    Raises:
-        SystemExit: neither is available.
-    """
-    docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "info"], capture_output=True).returncode == 0:
-        return docker
-    podman = shutil.which("podman")
-    if podman:
-        return podman
-    raise SystemExit("image: error: neither a Docker engine nor podman is available")
-
-
-def runfiles_dir() -> Path:
-    env = os.environ.get("RUNFILES_DIR")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if parent.name.endswith(".runfiles"):
-            return parent
-    return Path.cwd().parent
+# Beside this file in the runfiles (the script's directory is on sys.path).
+from load_image import engine, load, runfile
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--load", required=True, help="the oci_load executable (runfiles path)")
+    parser.add_argument("--oci-load", required=True, help="the oci_load executable (rootpath)")
+    parser.add_argument("--image", required=True, help="the oci_image layout (rootpath)")
     parser.add_argument("--tag", required=True, help="repository:tag the load gives the image")
     parser.add_argument("--kind", choices=("job", "service"), default="job")
     parser.add_argument(
@@ -64,12 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     rest = args.args[1:] if args.args[:1] == ["--"] else args.args
     norun = "--norun" in rest
     rest = [a for a in rest if a != "--norun"]
-    load = Path(args.load)
-    if not load.is_absolute():
-        load = runfiles_dir() / "_main" / args.load
-    env = dict(os.environ, RUNFILES_DIR=str(runfiles_dir()))
-    if subprocess.run([str(load)], env=env).returncode != 0:
-        print("image: error: loading the image failed (see above)", file=sys.stderr)
+    if load(runfile(args.oci_load), runfile(args.image), args.tag) != 0:
         return 1
     if norun:
         print(f"image: loaded {args.tag}")

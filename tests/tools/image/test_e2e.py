@@ -185,3 +185,32 @@ def test_service_image_serves_an_inference(
         logs = run(["podman", "logs", name], env=env)
         run(["podman", "stop", "--time", "10", name], env=env)
         print(logs.stdout[-4000:], logs.stderr[-4000:])
+
+
+def test_load_streams_an_image_only_when_the_engine_lacks_it(pushed: Pushed) -> None:
+    _, env, images = pushed
+    package = images["processing"]
+    tag = "slipway/processing:latest"
+    load = [
+        str(package / "load"),
+        "--oci-load",
+        "jobs/processing/oci_load.sh",
+        "--image",
+        "jobs/processing/oci_image",
+        "--tag",
+        tag,
+    ]
+    env = {**env, "RUNFILES_DIR": str(package.parents[2])}
+    first = run(load, env=env)
+    assert first.returncode == 0 and "not loaded again" not in first.stdout, first.stderr
+    image_id = run(["podman", "image", "inspect", "--format", "{{.Id}}", tag], env=env)
+    assert image_id.returncode == 0, image_id.stderr
+    again = run(load, env=env)
+    assert again.returncode == 0 and "is already this image" in again.stdout, again.stderr
+    # The tag now names another image (as after a rebuild): loaded again.
+    other = pull(pushed, "service")
+    assert run(["podman", "tag", other, tag], env=env).returncode == 0
+    rebuilt = run(load, env=env)
+    assert rebuilt.returncode == 0 and "not loaded again" not in rebuilt.stdout, rebuilt.stderr
+    after = run(["podman", "image", "inspect", "--format", "{{.Id}}", tag], env=env)
+    assert after.stdout == image_id.stdout, after.stdout
