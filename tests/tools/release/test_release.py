@@ -1,13 +1,27 @@
-"""tools/release: the release flow in a throwaway git repository of the sources (//:srcs).
+"""tools/release, and reproducible images: one nested Bazel in a throwaway git repository.
 
-Against a real registry with htpasswd (bcrypt) authentication on 127.0.0.1,
-credentials in a Docker config file: each refusal with its message, a dry
-run, the happy path, a push cut half-way (the registry stops) and resumed by
-the same command, and the immutability of a release tag in the registry. The
-release tool's Bazel builds in the copy with its own output base; it reuses
-the outer build's repository and disk caches (SLIPWAY_REPOSITORY_CACHE,
-SLIPWAY_DISK_CACHE, inherited), as this tests the flow, not reproducibility.
-Tests run in file order and share the repository.
+The repository is a copy of the sources (//:build_srcs). Its Bazel has its own
+output base; the first build in it is from scratch, so it serves two checks:
+
+1. Reproducible images, from scratch: with no disk cache (only the downloads
+   may come from the outer build's repository cache), two images build with
+   the digests of this build (another output base). They cover every kind of
+   layer that image.bzl writes: the base, the shared torch group layer
+   (service), a packages layer with and without torch beside it, and the app
+   layer; all six images come from the same macro, and the release builds the
+   other four. Then one application file changes: only the app layer's digest
+   (and so the config and manifest) changes, and the service's next push
+   uploads only that layer and the config. The change is reverted.
+2. The release flow, against a real registry with htpasswd (bcrypt)
+   authentication on 127.0.0.1, credentials in a Docker config file: each
+   refusal with its message, a dry run, the happy path, a push cut half-way
+   (the registry stops) and resumed by the same command, and the immutability
+   of a release tag in the registry. These builds reuse the outer build's disk
+   cache (SLIPWAY_DISK_CACHE, inherited) and the first check's outputs.
+
+One Bazel for both: a second output base would fetch and extract every pip
+repository again (minutes on 2 cores). Tests run in file order and share the
+repository; the from-scratch check must come first.
 """
 
 from __future__ import annotations
@@ -16,6 +30,7 @@ import base64
 import crypt  # bcrypt for htpasswd; deprecated in 3.11, still shipped
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +39,11 @@ from typing import Any
 import pytest
 
 RUNFILES = Path(os.environ.get("RUNFILES_DIR", Path(__file__).parents[4]))
-RELEASE = RUNFILES / "_main/tools/release/release"
+MAIN = RUNFILES / "_main"
+RELEASE = MAIN / "tools/release/release"
+# Built from scratch and compared with this build's (see the module docstring).
+REBUILT = {"processing": "jobs/processing", "service": "service"}
+APP_FILE = "lib/slipway/errors.py"
 USER, PASSWORD = "releaser", "s3cret-pass"
 
 
@@ -101,6 +120,78 @@ def repo(
     repo.git("tag", "-a", "v0.1.0", "-m", "Release 0.1.0", "HEAD~1")
     yield repo
     nested_bazel_cleanup(["env", f"HOME={base / 'home'}", str(copy / "tools/bazel")], copy)
+
+
+def layout(root: Path) -> dict[str, Any]:
+    """Manifest digest, layer digests and config digest of an image layout."""
+    index = json.loads((root / "index.json").read_text())
+    digest = index["manifests"][0]["digest"]
+    manifest = json.loads((root / "blobs/sha256" / digest.split(":")[1]).read_text())
+    return {
+        "manifest": digest,
+        "config": manifest["config"]["digest"],
+        "layers": [layer["digest"] for layer in manifest["layers"]],
+    }
+
+
+def build_from_scratch(repo: Repo) -> dict[str, dict[str, Any]]:
+    """Builds REBUILT in the repository without a disk cache: name -> its digests."""
+    done = subprocess.run(
+        [
+            str(repo.path / "tools/bazel"),
+            "build",
+            "--color=no",
+            "--curses=no",
+            *(f"//{package}:oci_image" for package in REBUILT.values()),
+        ],
+        cwd=repo.path,
+        env={**repo.env, "SLIPWAY_DISK_CACHE": ""},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-6000:]
+    return {
+        name: layout(repo.path / "bazel-bin" / package / "oci_image")
+        for name, package in REBUILT.items()
+    }
+
+
+def test_from_scratch_digests_match_and_app_change_touches_only_the_app_layer(
+    repo: Repo,
+) -> None:
+    first = build_from_scratch(repo)
+    for name, package in REBUILT.items():
+        assert first[name] == layout(MAIN / package / "oci_image"), (
+            f"{name}: digests differ between output bases"
+        )
+    push = [
+        str(repo.path / "tools/bazel"),
+        "run",
+        "--color=no",
+        "--curses=no",
+        "//service:push",
+        "--",
+        "--repository",
+        f"{repo.registry.host}/scratch/service",
+    ]
+    env = {**repo.env, "SLIPWAY_DISK_CACHE": ""}
+    done = subprocess.run(push, cwd=repo.path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    with open(repo.path / APP_FILE, "a") as handle:
+        handle.write("\n# A change to application code only.\n")
+    try:
+        second = build_from_scratch(repo)
+        done = subprocess.run(push, cwd=repo.path, env=env, capture_output=True, text=True)
+    finally:
+        repo.git("checkout", APP_FILE)
+    for name in REBUILT:
+        before, after = first[name], second[name]
+        assert before["layers"][:-1] == after["layers"][:-1], f"{name}: a lower layer changed"
+        assert before["layers"][-1] != after["layers"][-1], f"{name}: the app layer did not change"
+    assert done.returncode == 0, done.stderr[-4000:]
+    uploaded = set(re.findall(r"pushed blob: (sha256:[0-9a-f]{64})", done.stdout + done.stderr))
+    assert uploaded == {second["service"]["layers"][-1], second["service"]["config"]}
 
 
 @pytest.mark.parametrize(
