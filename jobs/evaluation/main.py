@@ -3,6 +3,8 @@
 Loads the version (by `--version` or `--alias`), evaluates it on the test split of the
 processed data, writes `report.json` and `confusion_matrix.png`, and moves the
 `champion` alias to it only if it beats the current champion under the policy flags.
+`--lineage` prints the version's lineage (git commit, data version and manifest
+checksum, lock file hash, image digest) instead.
 """
 
 from __future__ import annotations
@@ -73,6 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         help="Policy: floor the candidate's metric must reach",
     )
+    parser.add_argument(
+        "--lineage",
+        action="store_true",
+        help="Print the version's lineage (git commit, data, lock file, image) and exit",
+    )
     args = parser.parse_args(argv)
     cli.setup_logging(args.log_level)
 
@@ -88,6 +95,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     alias = None if args.version else (args.alias or CHALLENGER)
     registry = Registry.for_data_dir(args.data_dir, args.tracking_uri)
+    if args.lineage:
+        from slipway import lineage
+
+        info = registry.get_version(args.model_name, version=args.version, alias=alias)
+        print(f"{info.name} version {info.version} (run {info.run_id}):")
+        found = lineage.of_tags(info.tags)
+        for key, value in found.items():
+            print(f"  {key}: {value}")
+        if not found:
+            print("  no lineage recorded (registered before Slipway recorded lineage)")
+        return 0
     report = evaluate_and_promote(
         registry=registry,
         model_name=args.model_name,

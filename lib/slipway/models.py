@@ -7,7 +7,8 @@ Model directory format (version 1), written by `save_model_dir`:
     config.json   {"format": 1, "model": <ModelConfig>, "preprocessing": <spec>,
                    "metadata": {...free-form: metrics, data version, run id...}}
 
-The registry logs this directory as the run artifact `model`.
+Training logs it inside an MLflow Model (slipway.pyfunc), as the run artifact `model`;
+versions registered before that hold this directory itself. `load_model_dir` reads both.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from slipway.schema import IMAGE_SIDE, NUM_CLASSES, NUM_FEATURES
 MODEL_FORMAT = 1
 WEIGHTS_NAME = "model.pt"
 CONFIG_NAME = "config.json"
+# In an MLflow Model directory (slipway.pyfunc): artifacts/<MLFLOW_ARTIFACT>/ holds
+# the model directory above.
+MLFLOW_ARTIFACT = "slipway_model"
 ARCHITECTURES = ("mlp", "cnn")
 
 
@@ -193,11 +197,17 @@ def save_model_dir(
 def load_model_dir(path: str | os.PathLike[str]) -> LoadedModel:
     """Read a model directory written by `save_model_dir`; the module is in eval mode.
 
+    `path` may also be an MLflow Model directory written by
+    `slipway.pyfunc.save_mlflow_model` (it holds an `MLmodel` file): the model
+    directory inside it is read directly, without MLflow.
+
     Raises:
         ModelFormatError: missing files, an unknown format, a different preprocessing,
             or weights that do not fit the config.
     """
     p = Path(path)
+    if (p / "MLmodel").exists():
+        p = p / "artifacts" / MLFLOW_ARTIFACT
     config_path, weights_path = p / CONFIG_NAME, p / WEIGHTS_NAME
     if not config_path.exists() or not weights_path.exists():
         raise ModelFormatError(

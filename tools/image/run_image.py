@@ -3,21 +3,28 @@
     tools/bazel run //jobs/training:image -- --help     run the job with these args
     tools/bazel run //jobs/processing:image -- -v "$PWD/data:/data" --data-dir /data
                                                         (-e/--env, -v/--volume go to the engine)
-    tools/bazel run //service:image                     start the service, print its URL
+    tools/bazel run //service:image                     serve the champion; print the URL
+    tools/bazel run //service:image -- --stop           stop that service container
     tools/bazel run //service:image -- --norun          only load (skipped when the
                                                         engine already holds the image)
 
 The engine is Docker where a Docker engine answers, else podman. Containers use
-the host's network (the service listens on 127.0.0.1:$SLIPWAY_PORT, default
-8080) and run as the image's non-root user. The service starts detached, is
-waited for until /v2/health/live answers, and is stopped with `<engine> stop`.
+the host's network and run as the image's non-root user, with
+SLIPWAY_IMAGE_DIGEST set to the image's manifest digest (lineage). The service
+listens on 127.0.0.1:$SLIPWAY_PORT (default 8080) and serves
+models:/digits-classifier@champion from the registry the jobs wrote: a tracking
+server (MLFLOW_TRACKING_URI) or the embedded one in the data dir
+(SLIPWAY_DATA_DIR, default <workspace>/slipway-data, mounted read-only). It is
+started detached and reported only once /v2/health/ready answers.
 
-Errors: exits 1 naming the step (load, run, start) that failed.
+Errors: exits 1 naming the step (load, run, start) that failed; a service that
+does not get ready is removed and its last log lines are printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +34,10 @@ from pathlib import Path
 
 # Beside this file in the runfiles (the script's directory is on sys.path).
 from load_image import engine, load, runfile
+
+MODEL_NAME = "digits-classifier"
+# Loading torch and the model takes ~10 s on 2 cores; a cold registry longer.
+READY_SECONDS = 120
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,19 +51,61 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     rest = args.args[1:] if args.args[:1] == ["--"] else args.args
+    port = os.environ.get("SLIPWAY_PORT", "8080")
+    name = f"slipway-service-{port}"
+    if args.kind == "service" and "--stop" in rest:
+        return stop(engine(), name)
     norun = "--norun" in rest
     rest = [a for a in rest if a != "--norun"]
-    if load(runfile(args.oci_load), runfile(args.image), args.tag) != 0:
+    layout = runfile(args.image)
+    if load(runfile(args.oci_load), layout, args.tag) != 0:
         return 1
     if norun:
         print(f"image: loaded {args.tag}")
         return 0
     cli = engine()
+    # The image learns its own digest from its environment (slipway.lineage).
+    digest = ["--env", f"SLIPWAY_IMAGE_DIGEST={manifest_digest(layout)}"]
     if args.kind == "job":
-        job = [cli, "run", "--rm", "--network", "host", *rest_env(rest), args.tag, *rest_args(rest)]
-        return subprocess.run(job).returncode
-    port = os.environ.get("SLIPWAY_PORT", "8080")
-    name = f"slipway-service-{port}"
+        job = [cli, "run", "--rm", "--network", "host", *digest, *rest_env(rest), args.tag]
+        return subprocess.run([*job, *rest_args(rest)]).returncode
+    return start_service(cli, name, port, [*digest, *registry_env(), *rest_env(rest)], args, rest)
+
+
+def manifest_digest(layout: Path) -> str:
+    """The image's manifest digest, `sha256:...`, from its OCI layout."""
+    return str(json.loads((layout / "index.json").read_text())["manifests"][0]["digest"])
+
+
+def registry_env() -> list[str]:
+    """Engine flags that let the service read the registry the jobs wrote.
+
+    A tracking server (SLIPWAY_TRACKING_URI or MLFLOW_TRACKING_URI) is passed on;
+    else the embedded registry's data dir (SLIPWAY_DATA_DIR, default
+    <workspace>/slipway-data, as for the jobs) is mounted read-only at the same
+    path, where its artifact paths point.
+
+    Raises:
+        SystemExit: no tracking server is set and the data dir does not exist.
+    """
+    for key in ("SLIPWAY_TRACKING_URI", "MLFLOW_TRACKING_URI"):
+        if os.environ.get(key):
+            return ["--env", f"SLIPWAY_TRACKING_URI={os.environ[key]}"]
+    workspace = os.environ.get("BUILD_WORKSPACE_DIRECTORY", os.getcwd())
+    data_dir = Path(os.environ.get("SLIPWAY_DATA_DIR") or Path(workspace) / "slipway-data")
+    data_dir = data_dir.absolute()
+    if not (data_dir / "mlflow.db").is_file():
+        raise SystemExit(
+            f"image: error: no embedded registry at {data_dir / 'mlflow.db'}: train and promote "
+            "a model first (tools/bazel run //jobs/pipelines), or set MLFLOW_TRACKING_URI"
+        )
+    return ["--volume", f"{data_dir}:{data_dir}:ro", "--env", f"SLIPWAY_DATA_DIR={data_dir}"]
+
+
+def start_service(
+    cli: str, name: str, port: str, flags: list[str], args: argparse.Namespace, rest: list[str]
+) -> int:
+    """Starts the service container detached; returns 0 once /v2/health/ready answers."""
     subprocess.run([cli, "rm", "--force", name], capture_output=True)
     started = subprocess.run(
         [
@@ -66,30 +119,64 @@ def main(argv: list[str] | None = None) -> int:
             "host",
             "--env",
             f"SLIPWAY_BIND=127.0.0.1:{port}",
-            *rest_env(rest),
+            *flags,
             args.tag,
             *rest_args(rest),
         ],
+        capture_output=True,
+        text=True,
     )
     if started.returncode != 0:
-        print("image: error: starting the service container failed (see above)", file=sys.stderr)
+        print(
+            f"image: error: starting the service container failed:\n{started.stderr}",
+            file=sys.stderr,
+        )
         return 1
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    stop_hint = "tools/bazel run //service:image -- --stop"
+    deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(f"{url}/v2/health/live", timeout=1)
+            with urllib.request.urlopen(f"{url}/v2/models/{MODEL_NAME}", timeout=2) as answer:
+                model = json.loads(answer.read())
+            urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2).close()
             print(
-                f"image: service running at {url} (container {name}; stop: {Path(cli).name} stop {name})"
+                f"image: service ready at {url}, serving {MODEL_NAME} version "
+                f"{', '.join(model.get('versions', [])) or '?'} (container {name}; stop: {stop_hint})"
             )
             return 0
-        except OSError:
-            time.sleep(0.2)
+        except (OSError, ValueError):
+            running = subprocess.run(
+                [cli, "container", "exists", name]
+                if Path(cli).name == "podman"
+                else [cli, "container", "inspect", name],
+                capture_output=True,
+            )
+            if running.returncode != 0:
+                break  # it exited (and --rm removed it)
+            time.sleep(0.5)
+    logs = subprocess.run([cli, "logs", "--tail", "20", name], capture_output=True, text=True)
+    subprocess.run([cli, "rm", "--force", name], capture_output=True)
     print(
-        f"image: error: the service did not answer at {url} within 60 s; logs: {Path(cli).name} logs {name}",
+        f"image: error: the service at {url} was not ready within {READY_SECONDS} s; "
+        f"its last log lines:\n{logs.stdout}{logs.stderr}",
         file=sys.stderr,
     )
     return 1
+
+
+def stop(cli: str, name: str) -> int:
+    """Stops and removes the service container `name`."""
+    done = subprocess.run([cli, "rm", "--force", name], capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"image: error: cannot stop {name}: {done.stderr.strip()}", file=sys.stderr)
+        return 1
+    print(
+        f"image: stopped {name}"
+        if done.stdout.strip()
+        else f"image: no container {name} was running"
+    )
+    return 0
 
 
 def rest_env(rest: list[str]) -> list[str]:

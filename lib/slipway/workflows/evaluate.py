@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from slipway import lineage
 from slipway.data import open_processed
 from slipway.errors import AliasConflictError
 from slipway.evaluation import PromotionPolicy, evaluate_model, metrics_dict
@@ -86,6 +87,7 @@ def evaluate_and_promote(
             "version": candidate.version,
             "uri": candidate.uri,
             "run_id": candidate.run_id,
+            "lineage": lineage.of_tags(candidate.tags),
         },
         "data": {"version": data.version, "split": split, "rows": len(frame)},
         "candidate": cand_metrics,

@@ -9,11 +9,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from slipway import __version__
-from slipway.data import open_processed
+import numpy as np
+
+from slipway import __version__, lineage
+from slipway.data import MANIFEST_NAME, open_processed
 from slipway.evaluation import evaluate_model, metrics_dict
 from slipway.io import write_json
-from slipway.models import ModelConfig, count_parameters, save_model_dir, weights_sha256
+from slipway.models import ModelConfig, count_parameters, weights_sha256
+from slipway.pyfunc import save_mlflow_model
 from slipway.registry import (
     CHALLENGER,
     DEFAULT_EXPERIMENT,
@@ -21,6 +24,7 @@ from slipway.registry import (
     ModelVersionInfo,
     Registry,
 )
+from slipway.schema import FEATURE_COLUMNS
 from slipway.training import (
     DistContext,
     EpochRecord,
@@ -34,6 +38,8 @@ LOG = logging.getLogger(__name__)
 
 # Metrics logged once per epoch, at step = epoch.
 EPOCH_METRICS = ("train_loss", "val_accuracy")
+# Rows of validation pixels stored with the MLflow Model as its input example.
+INPUT_EXAMPLE_ROWS = 5
 
 
 @dataclass(frozen=True)
@@ -166,9 +172,12 @@ def train_and_register(
         "parameters": count_parameters(result.model),
         "slipway_version": __version__,
     }
+    tags = lineage.collect(data.version, data.path / MANIFEST_NAME)
+    registry.set_run_tags(run_id, tags)
+    example = val_frame[list(FEATURE_COLUMNS)].to_numpy(dtype=np.float32)[:INPUT_EXAMPLE_ROWS]
     with tempfile.TemporaryDirectory(prefix="slipway-train-") as tmp:
-        model_dir = save_model_dir(
-            result.model, model_config, Path(tmp) / MODEL_ARTIFACT_PATH, metadata
+        model_dir = save_mlflow_model(
+            result.model, model_config, Path(tmp) / MODEL_ARTIFACT_PATH, metadata, example
         )
         registry.log_artifacts(run_id, model_dir, MODEL_ARTIFACT_PATH)
         manifest_dir = Path(tmp) / "data"
@@ -181,6 +190,7 @@ def train_and_register(
             "data_version": data.version,
             "val_accuracy": f"{val['accuracy']:.6f}",
             "seed": str(train_config.seed),
+            **tags,
         },
     )
     registry.set_alias(model_name, CHALLENGER, version.version)
