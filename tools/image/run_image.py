@@ -32,8 +32,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-# Beside this file in the runfiles (the script's directory is on sys.path).
-from load_image import engine, load, runfile
+from tools.image.load_image import engine, load, runfile
 
 MODEL_NAME = "digits-classifier"
 # Loading torch and the model takes ~10 s on 2 cores; a cold registry longer.

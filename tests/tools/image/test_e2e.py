@@ -214,3 +214,58 @@ def test_load_streams_an_image_only_when_the_engine_lacks_it(pushed: Pushed) -> 
     assert rebuilt.returncode == 0 and "not loaded again" not in rebuilt.stdout, rebuilt.stderr
     after = run(["podman", "image", "inspect", "--format", "{{.Id}}", tag], env=env)
     assert after.stdout == image_id.stdout, after.stdout
+
+
+def test_service_image_target_serves_the_registry_champion(
+    pushed: Pushed, tmp_path: Path, port_finder: Callable[[], int]
+) -> None:
+    import numpy as np
+    from slipway.client import InferenceClient
+    from slipway.models import ModelConfig, build_model, save_model_dir
+    from slipway.registry import Registry
+
+    _, env, images = pushed
+    # An embedded registry whose champion is version 1, as the main job leaves it.
+    data_dir = tmp_path / "data"
+    registry = Registry.for_data_dir(data_dir)
+    run_id = registry.start_run(run_name="e2e")
+    save_model_dir(build_model(ModelConfig()), ModelConfig(), tmp_path / "model")
+    registry.log_artifacts(run_id, tmp_path / "model", "model")
+    registry.end_run(run_id)
+    version = registry.register_model("digits-classifier", run_id).version
+    registry.set_alias("digits-classifier", "champion", version)
+
+    port = port_finder()
+    package = images["service"]
+    image = [
+        str(package / "image"),
+        "--oci-load",
+        "service/oci_load.sh",
+        "--image",
+        "service/oci_image",
+        "--tag",
+        "slipway/service:latest",
+        "--kind",
+        "service",
+        "--",
+    ]
+    env = {
+        **env,
+        "RUNFILES_DIR": str(package.parents[1]),
+        "SLIPWAY_DATA_DIR": str(data_dir),
+        "SLIPWAY_PORT": str(port),
+    }
+    started = run(image, env=env)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert (
+            f"image: service ready at http://127.0.0.1:{port}, serving digits-classifier "
+            f"version {version} (container slipway-service-{port}; "
+            "stop: tools/bazel run //service:image -- --stop)"
+        ) in started.stdout
+        with InferenceClient(f"http://127.0.0.1:{port}") as client:
+            result = client.infer(np.zeros((2, 64), dtype=np.float32))
+        assert result.model_version == version
+    finally:
+        stopped = run([*image, "--stop"], env=env)
+    assert stopped.returncode == 0 and f"image: stopped slipway-service-{port}" in stopped.stdout
