@@ -24,6 +24,14 @@ def test_promotes_first_candidate_then_keeps_it(run_job, data_dir_copy: Path) ->
     assert "promoted to champion: no champion yet" in r.stdout
     report = json.loads((out / "report.json").read_text())
     assert report["model"]["version"] == "1" and report["data"]["rows"] == 269
+    lineage = report["model"]["lineage"]  # the report names what made the model
+    assert lineage["data_version"] == report["data"]["version"]
+    assert set(lineage) >= {
+        "git_commit",
+        "git_dirty",
+        "data_manifest_sha256",
+        "requirements_lock_sha256",
+    }
     assert report["champion"]["test"]["accuracy"] == report["candidate"]["accuracy"]
     assert (out / "confusion_matrix.png").read_bytes().startswith(b"\x89PNG")
     assert (
@@ -116,3 +124,17 @@ def test_two_concurrent_evaluations_lose_no_promotion(job_env, data_dir_copy: Pa
     if len(promoted) == 2:
         first = next(v for v in promoted if v != champion)
         assert reports[champion]["champion_before"]["version"] == first
+
+
+def test_lineage_command_prints_a_versions_lineage(call_job, trained_data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    r = call_job("evaluation", "--data-dir", str(trained_data_dir), "--version", "1", "--lineage")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("digits-classifier version 1 (run ")
+    keys = {line.split(":")[0].strip() for line in lines[1:]}
+    assert keys >= {
+        "git_commit",
+        "data_version",
+        "data_manifest_sha256",
+        "requirements_lock_sha256",
+    }
