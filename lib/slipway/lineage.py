@@ -21,24 +21,16 @@ it from its environment; builds stay reproducible.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 from pathlib import Path
+
+from slipway.io import sha256_file
 
 PREFIX = "slipway.lineage."
 # requirements_lock.txt at the repository root, two levels above this package: in
 # Bazel's runfiles and images (a data dependency), or in the work tree (pip install -e).
 LOCK_FILE = Path(__file__).parents[2] / "requirements_lock.txt"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _git(workspace: Path, *args: str) -> str | None:

@@ -55,8 +55,11 @@ def runfile(path: str) -> Path:
     return p if p.is_absolute() else runfiles_dir() / "_main" / p
 
 
-def image_ids(layout: Path) -> set[str]:
-    """The IDs an engine may give this image: its config and manifest digests (hex).
+def layout_digests(layout: Path) -> tuple[str, str]:
+    """The image's manifest and config digests (hex), from its OCI layout.
+
+    The config digest is the image ID of podman and Docker's classic store; the
+    manifest digest is the ID of Docker's containerd store (and the image's digest).
 
     Raises:
         SystemExit: `layout` is not an OCI image layout with one manifest.
@@ -69,7 +72,7 @@ def image_ids(layout: Path) -> set[str]:
         config_hex = manifest["config"]["digest"].split(":", 1)[1]
     except (OSError, ValueError, KeyError, IndexError) as err:
         raise SystemExit(f"image: error: {layout} is not a one-image OCI layout: {err}") from None
-    return {config_hex, manifest_hex}
+    return manifest_hex, config_hex
 
 
 def held_id(cli: str, tag: str) -> str | None:
@@ -85,9 +88,8 @@ def held_id(cli: str, tag: str) -> str | None:
 def load(oci_load: Path, layout: Path, tag: str) -> int:
     """Loads the image unless the engine's `tag` already is it; returns an exit code."""
     cli = engine()
-    ids = image_ids(layout)
     held = held_id(cli, tag)
-    if held in ids:
+    if held in layout_digests(layout):
         print(
             f"image: {tag} is already this image ({held[:12]}) in {Path(cli).name}: not loaded again"
         )

@@ -32,7 +32,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tools.image.load_image import engine, load, runfile
+from tools.image.load_image import engine, layout_digests, load, runfile
 
 MODEL_NAME = "digits-classifier"
 # Loading torch and the model takes ~10 s on 2 cores; a cold registry longer.
@@ -64,16 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cli = engine()
     # The image learns its own digest from its environment (slipway.lineage).
-    digest = ["--env", f"SLIPWAY_IMAGE_DIGEST={manifest_digest(layout)}"]
+    digest = ["--env", f"SLIPWAY_IMAGE_DIGEST=sha256:{layout_digests(layout)[0]}"]
     if args.kind == "job":
         job = [cli, "run", "--rm", "--network", "host", *digest, *rest_env(rest), args.tag]
         return subprocess.run([*job, *rest_args(rest)]).returncode
     return start_service(cli, name, port, [*digest, *registry_env(), *rest_env(rest)], args, rest)
-
-
-def manifest_digest(layout: Path) -> str:
-    """The image's manifest digest, `sha256:...`, from its OCI layout."""
-    return str(json.loads((layout / "index.json").read_text())["manifests"][0]["digest"])
 
 
 def registry_env() -> list[str]:
