@@ -59,16 +59,17 @@ def make_temp_dir(parent: str | os.PathLike[str], prefix: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success rename it over `path`.
 
     Use for writers that want a file name rather than a handle (pyarrow, torch.save,
     matplotlib). The parent directory is created if needed. On error the temporary
-    file is removed and `path` is left untouched.
+    file is removed and `path` is left untouched. `suffix` ends the temporary name,
+    for writers that choose the format by it.
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_file(dest.parent, prefix=f".{dest.name}.")
+    tmp = make_temp_file(dest.parent, prefix=f".{dest.name}.", suffix=suffix)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:

@@ -20,14 +20,15 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO
+from pathlib import PurePath
+from typing import IO, TypeVar
 
 from slipway.errors import PipelineError
 from slipway.model_uri import CHALLENGER, CHAMPION, DEFAULT_MODEL_NAME
 
 LOG = logging.getLogger(__name__)
 STEP_NAMES: tuple[str, ...] = ("processing", "training", "evaluation", "inference")
+P = TypeVar("P", bound=PurePath)
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Step:
     """One pipeline step: a name and the Python entry point it runs with `args`."""
 
     name: str
-    entry_point: Path
+    entry_point: PurePath
     args: tuple[str, ...] = ()
 
 
@@ -72,11 +73,11 @@ class Pipeline:
 
 
 def digits_pipeline(
-    jobs_dir: Path,
-    data_dir: Path,
+    jobs_dir: PurePath,
+    data_dir: PurePath,
     *,
     source: str = "digits",
-    seed: int = 0,
+    seed: int | str = 0,
     model_name: str = DEFAULT_MODEL_NAME,
     epochs: int | None = None,
     common_args: Sequence[str] = (),
@@ -93,6 +94,10 @@ def digits_pipeline(
         common_args: flags given to every step (e.g. `--log-level`, `--no-progress`).
         registry_args: flags given to the steps that use the registry (`--tracking-uri`).
         policy_args: promotion-policy flags for the evaluation step.
+
+    Values are passed to the steps as text, so a workflow engine's placeholders work
+    in place of `data_dir`, `source`, `seed` and `model_name` (the Kubeflow Pipelines
+    definition in `jobs/pipelines/kfp_pipeline.py` passes `{{$.inputs.parameters[...]}}`).
 
     Evaluation writes `<data_dir>/reports/evaluation/report.json`; inference scores the
     test split of the latest processed version into `<data_dir>/predictions`.
@@ -145,7 +150,7 @@ def digits_pipeline(
     return Pipeline("digits", steps)
 
 
-def report_dir(data_dir: Path) -> Path:
+def report_dir(data_dir: P) -> P:
     """Where the pipeline's evaluation step writes `report.json` and the confusion PNG."""
     return data_dir / "reports" / "evaluation"
 

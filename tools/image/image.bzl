@@ -217,10 +217,11 @@ def py_image(name, binary, image_name, env = {}, exposed_ports = [], kind = "job
             (`:image` starts it detached and prints its URL).
         layer_groups: layer_group targets whose packages get shared layers
             of their own (default: torch); add a team's own large packages here.
-        visibility: of the targets; default: the tests only.
+        visibility: of the targets; default: the tests, and //jobs/pipelines
+            (its KFP compiler pins the images' digests).
     """
     if visibility == None:
-        visibility = ["//tests:__subpackages__"]
+        visibility = ["//jobs/pipelines:__pkg__", "//tests:__subpackages__"]
     image_layers(name = "layers", binary = binary, layer_groups = layer_groups, visibility = visibility)
     oci_image(
         name = "oci_image",
