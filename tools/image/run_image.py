@@ -131,9 +131,10 @@ def start_service(
     deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline:
         try:
+            # Ready first: before the model has loaded, its metadata lists no version.
+            urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2).close()
             with urllib.request.urlopen(f"{url}/v2/models/{MODEL_NAME}", timeout=2) as answer:
                 model = json.loads(answer.read())
-            urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2).close()
             print(
                 f"image: service ready at {url}, serving {MODEL_NAME} version "
                 f"{', '.join(model.get('versions', [])) or '?'} (container {name}; stop: {stop_hint})"
