@@ -30,12 +30,14 @@ import slipway
 import torch
 from flask import Blueprint, Flask, Response, current_app, g, request
 from slipway.serving import (
+    BINARY_HEADER,
     ModelHolder,
     ModelNotReadyError,
     RequestError,
     ServiceConfig,
     decode_infer_request,
     encode_infer_response,
+    split_binary_body,
 )
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -121,7 +123,9 @@ def ready() -> Response:
 
 @health.get("/v2")
 def server_metadata() -> Response:
-    return _json({"name": SERVER_NAME, "version": slipway.__version__, "extensions": []})
+    return _json(
+        {"name": SERVER_NAME, "version": slipway.__version__, "extensions": ["binary_tensor_data"]}
+    )
 
 
 # Models ----------------------------------------------------------------------------
@@ -174,8 +178,11 @@ def version_infer(name: str, version: str) -> Response:
 
 
 def _infer(holder: ModelHolder) -> Response:
+    header, binary = split_binary_body(
+        request.get_data(cache=False), request.headers.get(BINARY_HEADER)
+    )
     try:
-        body = json.loads(request.get_data(cache=False))
+        body = json.loads(header)
     except (
         ValueError,
         RecursionError,
@@ -183,12 +190,18 @@ def _infer(holder: ModelHolder) -> Response:
         raise RequestError(
             f"malformed JSON: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from exc
-    decoded = decode_infer_request(body, holder.config.max_batch_size)
+    decoded = decode_infer_request(body, holder.config.max_batch_size, binary)
     start = time.perf_counter()
     logits = holder.forward(decoded.pixels)
     metrics.FORWARD_SECONDS.observe(time.perf_counter() - start)
     metrics.INFERENCE_ROWS.inc(len(decoded.pixels))
-    return _json(encode_infer_response(logits, decoded, holder.name, holder.version))
+    answer, binary_out = encode_infer_response(logits, decoded, holder.name, holder.version)
+    if not decoded.binary_outputs:
+        return _json(answer)
+    json_header = json.dumps(answer, separators=(",", ":")).encode()
+    response = Response(json_header + binary_out, content_type="application/octet-stream")
+    response.headers[BINARY_HEADER] = str(len(json_header))
+    return response
 
 
 # Operations ------------------------------------------------------------------------

@@ -4,6 +4,7 @@
     client.wait_ready(timeout=60)
     result = client.infer(pixels)          # (N, 64) raw pixel counts in [0, 16]
     result.label, result.probability       # (N,) int64, (N,) float32
+    client.infer(pixels, binary=True)      # the same, as raw tensor bytes (binary extension)
 
 One `InferenceClient` keeps one HTTP connection alive (a `requests.Session`); it is
 not thread-safe, so give each thread its own.
@@ -11,6 +12,7 @@ not thread-safe, so give each thread its own.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,10 @@ from slipway.errors import SlipwayError
 from slipway.model_uri import DEFAULT_MODEL_NAME
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
+# The Open Inference Protocol's binary tensor data extension (as in slipway.serving,
+# which the client does not import: it needs no torch).
+BINARY_HEADER = "Inference-Header-Content-Length"
+_DTYPES = {"FP32": "<f4", "INT64": "<i8"}
 
 
 class InferenceServiceError(SlipwayError):
@@ -133,6 +139,7 @@ class InferenceClient:
         pixels: np.ndarray,
         outputs: tuple[str, ...] = ("label", "probability"),
         request_id: str | None = None,
+        binary: bool = False,
     ) -> InferResult:
         """Classify a batch of images in one request (one forward pass on the server).
 
@@ -141,6 +148,9 @@ class InferenceClient:
                 integer dtypes are sent as INT64, others as FP32.
             outputs: any of "label", "probability", "logits".
             request_id: echoed back in the response.
+            binary: send the pixels and receive the outputs as raw little-endian
+                bytes (the binary tensor data extension) instead of JSON numbers:
+                the same results, far less encoding for large batches.
 
         Raises:
             ValueError: `pixels` is not 2-D.
@@ -149,21 +159,32 @@ class InferenceClient:
         array = np.asarray(pixels)
         if array.ndim != 2:
             raise ValueError(f"pixels must be 2-D (N, 64), got shape {array.shape}")
-        integer = array.dtype.kind in "iu"
-        body: dict[str, Any] = {
-            "inputs": [
-                {
-                    "name": "pixels",
-                    "datatype": "INT64" if integer else "FP32",
-                    "shape": list(array.shape),
-                    "data": array.ravel().tolist(),
-                }
-            ],
-            "outputs": [{"name": name} for name in outputs],
+        datatype = "INT64" if array.dtype.kind in "iu" else "FP32"
+        tensor: dict[str, Any] = {
+            "name": "pixels",
+            "datatype": datatype,
+            "shape": list(array.shape),
         }
+        body: dict[str, Any] = {"inputs": [tensor]}
         if request_id is not None:
             body["id"] = request_id
-        return parse_infer_response(self.infer_raw(body))
+        if not binary:
+            tensor["data"] = array.ravel().tolist()
+            body["outputs"] = [{"name": name} for name in outputs]
+            return parse_infer_response(self.infer_raw(body))
+        raw = np.ascontiguousarray(array, dtype=_DTYPES[datatype]).tobytes()
+        tensor["parameters"] = {"binary_data_size": len(raw)}
+        body["outputs"] = [{"name": name, "parameters": {"binary_data": True}} for name in outputs]
+        header = json.dumps(body, separators=(",", ":")).encode()
+        response = self.session.post(
+            f"{self.base_url}/v2/models/{self.model_name}/infer",
+            data=header + raw,
+            headers={"Content-Type": "application/octet-stream", BINARY_HEADER: str(len(header))},
+            timeout=self.timeout,
+        )
+        _raise_for_error(response)
+        answer, data = split_response(response)
+        return parse_infer_response(answer, data)
 
     def infer_raw(self, body: Any) -> dict[str, Any]:
         """POST a V2 request body as is and return the response body.
@@ -187,9 +208,38 @@ class InferenceClient:
         return body
 
 
-def parse_infer_response(body: dict[str, Any]) -> InferResult:
-    """Turn a V2 response body into arrays (see `InferResult`)."""
-    tensors = {o["name"]: o for o in body.get("outputs", [])}
+def split_response(response: requests.Response) -> tuple[dict[str, Any], bytes]:
+    """The JSON body of a response and the binary tensor data after it (if any).
+
+    Raises:
+        InferenceServiceError: the binary header does not fit the body.
+    """
+    length = response.headers.get(BINARY_HEADER)
+    if length is None:
+        return response.json(), b""
+    content = response.content
+    if not length.isdigit() or int(length) > len(content):
+        raise InferenceServiceError(
+            response.status_code, f"bad {BINARY_HEADER} {length!r} for {len(content)} bytes"
+        )
+    return json.loads(content[: int(length)]), content[int(length) :]
+
+
+def parse_infer_response(body: dict[str, Any], binary: bytes = b"") -> InferResult:
+    """Turn a V2 response body into arrays (see `InferResult`).
+
+    Outputs with `parameters.binary_data_size` are read, in output order, from
+    `binary`, the bytes after the JSON header of a binary response.
+    """
+    tensors: dict[str, Any] = {}
+    offset = 0
+    for output in body.get("outputs", []):
+        size = (output.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            dtype = np.dtype(_DTYPES[output["datatype"]])
+            output = {**output, "data": np.frombuffer(binary[offset : offset + size], dtype)}
+            offset += size
+        tensors[output["name"]] = output
 
     def array(name: str, dtype: type) -> np.ndarray | None:
         if name not in tensors:

@@ -10,6 +10,16 @@ bodies follow the Open Inference Protocol (KServe V2) REST JSON form
     response  {"model_name": "...", "model_version": "...", "id": "...",
                "outputs": [{"name": "label", "datatype": "INT64", "shape": [N], "data": [...]}]}
 
+The binary tensor data extension (as KServe and Triton implement it,
+https://github.com/triton-inference-server/server/blob/main/docs/protocol/extension_binary_data.md):
+a body whose `Inference-Header-Content-Length` header is H holds the JSON above in
+its first H bytes and raw little-endian, row-major tensor bytes after it. An input
+sent that way has `"parameters": {"binary_data_size": <bytes>}` instead of `data`;
+an output asked for with `"parameters": {"binary_data": true}` (or every output,
+with the request's `"parameters": {"binary_data_output": true}`) comes back the
+same way, its JSON carrying `binary_data_size`, its bytes after the JSON header in
+output order.
+
 The N rows of one request are one batch: one forward pass. Pixel values are raw counts
 in [0, 16] (see `slipway.data`), scaled here by `slipway.preprocessing`.
 
@@ -63,6 +73,21 @@ NUMERIC_DATATYPES = frozenset(
     }
 )
 V2_DATATYPES = NUMERIC_DATATYPES | {"BOOL", "BYTES", "BF16"}
+# The binary tensor data extension: its header, and each datatype's little-endian layout.
+BINARY_HEADER = "Inference-Header-Content-Length"
+BINARY_DTYPES = {
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+    "INT8": "i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "UINT8": "u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+}
 
 ENV_PREFIX = "SLIPWAY_"
 
@@ -357,14 +382,46 @@ class InferRequest:
     pixels: np.ndarray
     outputs: tuple[str, ...]
     id: str | None = None
+    binary_outputs: frozenset[str] = frozenset()
 
 
-def decode_infer_request(body: Any, max_batch_size: int) -> InferRequest:
+def split_binary_body(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """Split a request body into its JSON header and its binary tensor data.
+
+    Args:
+        raw: the whole request body.
+        header_length: the `Inference-Header-Content-Length` header's value, or None
+            when absent (then the body is all JSON).
+
+    Returns:
+        (JSON bytes, binary bytes); the binary part is empty without the header.
+
+    Raises:
+        RequestError: 400 when the header is not a non-negative decimal integer or
+            exceeds the body's length.
+    """
+    if header_length is None:
+        return raw, b""
+    text = header_length.strip()
+    if not text.isascii() or not text.isdigit():
+        raise RequestError(
+            f"{BINARY_HEADER} must be the JSON header's length in bytes, got {header_length!r}"
+        )
+    length = int(text)
+    if length > len(raw):
+        raise RequestError(
+            f"{BINARY_HEADER} is {length} but the request body has only {len(raw)} bytes"
+        )
+    return raw[:length], raw[length:]
+
+
+def decode_infer_request(body: Any, max_batch_size: int, binary: bytes = b"") -> InferRequest:
     """Validate a parsed V2 request body (see module docstring).
 
     Args:
-        body: the JSON-decoded request body.
+        body: the JSON-decoded request body (the JSON header of a binary request).
         max_batch_size: most rows accepted.
+        binary: the binary tensor data after the JSON header (`split_binary_body`).
 
     Returns:
         The pixels as `(N, 64)` float32 raw counts in [0, 16], N >= 1.
@@ -372,7 +429,8 @@ def decode_infer_request(body: Any, max_batch_size: int) -> InferRequest:
     Raises:
         RequestError: 400 naming the problem (missing field, unknown input or output,
             wrong shape or datatype, data that does not match the shape, non-numeric or
-            out-of-range values); 413 when N exceeds `max_batch_size`.
+            out-of-range values, binary data whose size does not match the shape or
+            that no input declares); 413 when N exceeds `max_batch_size`.
     """
     if not isinstance(body, dict):
         raise RequestError(f"request body must be a JSON object, got {_json_type(body)}")
@@ -409,9 +467,19 @@ def decode_infer_request(body: Any, max_batch_size: int) -> InferRequest:
             f"too many elements: {rows} rows exceed the limit of {max_batch_size} per request",
             status=413,
         )
-    if not isinstance(data, list):
+    parameters = tensor.get("parameters")
+    binary_size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+    if binary_size is not None:
+        array = _binary_array(tensor, datatype, shape, binary_size, binary)
+    elif binary:
+        raise RequestError(
+            f"the request has {len(binary)} bytes of binary data after its JSON header, "
+            "but no input declares parameters.binary_data_size"
+        )
+    elif not isinstance(data, list):
         raise RequestError("inputs[0].data must be a list of numbers (flat or nested)")
-    array = _to_array(data)
+    else:
+        array = _to_array(data)
     if array.ndim != 1 and list(array.shape) != shape:
         raise RequestError(
             f"inputs[0].data is nested as {list(array.shape)} but shape is {shape}; "
@@ -426,8 +494,34 @@ def decode_infer_request(body: Any, max_batch_size: int) -> InferRequest:
     pixels = array.reshape(rows, NUM_FEATURES).astype(np.float32, copy=False)
     if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > PIXEL_MAX:
         raise RequestError(f"pixel values must be finite numbers in [0, {PIXEL_MAX:g}]")
-    outputs = _requested_outputs(body.get("outputs"))
-    return InferRequest(pixels=pixels, outputs=outputs, id=request_id)
+    outputs, binary_outputs = _requested_outputs(body.get("outputs"), body.get("parameters"))
+    return InferRequest(
+        pixels=pixels, outputs=outputs, id=request_id, binary_outputs=binary_outputs
+    )
+
+
+def _binary_array(
+    tensor: dict[str, Any], datatype: str, shape: list[int], size: Any, binary: bytes
+) -> np.ndarray:
+    if "data" in tensor:
+        raise RequestError(
+            "inputs[0] has both 'data' and parameters.binary_data_size; send the tensor once"
+        )
+    if type(size) is not int or size < 0:
+        raise RequestError("inputs[0].parameters.binary_data_size must be a non-negative integer")
+    dtype = np.dtype(BINARY_DTYPES[datatype])
+    needed = shape[0] * NUM_FEATURES * dtype.itemsize
+    if size != needed:
+        raise RequestError(
+            f"inputs[0].parameters.binary_data_size is {size} bytes, but shape {shape} "
+            f"of {datatype} is {needed} bytes"
+        )
+    if len(binary) != size:
+        raise RequestError(
+            f"inputs declare {size} bytes of binary data, but the request has "
+            f"{len(binary)} after its JSON header"
+        )
+    return np.frombuffer(binary, dtype=dtype)
 
 
 def _to_array(data: list[Any]) -> np.ndarray:
@@ -455,46 +549,81 @@ def _holds_bool(data: list[Any]) -> bool:
     return False
 
 
-def _requested_outputs(raw: Any) -> tuple[str, ...]:
+def _requested_outputs(raw: Any, parameters: Any) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The outputs asked for, and those of them wanted as binary data."""
+    if parameters is not None and not isinstance(parameters, dict):
+        raise RequestError("'parameters' must be an object")
+    all_binary = _flag(
+        (parameters or {}).get("binary_data_output"), "parameters.binary_data_output"
+    )
     if raw is None:
-        return DEFAULT_OUTPUTS
+        return DEFAULT_OUTPUTS, frozenset(DEFAULT_OUTPUTS if all_binary else ())
     if not isinstance(raw, list) or not all(isinstance(o, dict) for o in raw):
         raise RequestError('\'outputs\' must be a list of objects like {"name": "label"}')
     names = tuple(o.get("name") for o in raw)
     for name in names:
         if name not in OUTPUT_NAMES:
             raise RequestError(f"unknown output {name!r}; this model has {list(OUTPUT_NAMES)}")
-    return names or DEFAULT_OUTPUTS
+    binary = set()
+    for i, output in enumerate(raw):
+        params = output.get("parameters")
+        if params is not None and not isinstance(params, dict):
+            raise RequestError(f"outputs[{i}].parameters must be an object")
+        flag = (params or {}).get("binary_data")
+        if _flag(flag, f"outputs[{i}].parameters.binary_data") or (all_binary and flag is None):
+            binary.add(output["name"])
+    if not names:
+        return DEFAULT_OUTPUTS, frozenset(DEFAULT_OUTPUTS if all_binary else ())
+    return names, frozenset(binary)
+
+
+def _flag(value: Any, where: str) -> bool:
+    if value is None:
+        return False
+    if type(value) is not bool:
+        raise RequestError(f"{where} must be true or false")
+    return value
 
 
 def encode_infer_response(
     logits: torch.Tensor, request: InferRequest, model_name: str, model_version: str
-) -> dict[str, Any]:
-    """Build the V2 response body for `(N, 10)` float32 logits.
+) -> tuple[dict[str, Any], bytes]:
+    """Build the V2 response for `(N, 10)` float32 logits: the JSON body and binary data.
 
     Outputs: `logits` FP32 `[N, 10]`, `label` INT64 `[N]` (argmax), `probability`
     FP32 `[N]` (softmax probability of the label); only those in `request.outputs`.
+    Those in `request.binary_outputs` carry `parameters.binary_data_size` instead of
+    `data`; their little-endian bytes, in output order, are the second value (empty
+    when no output is binary: then the body alone is the response).
     """
     rows = int(logits.shape[0])
-    tensors: dict[str, dict[str, Any]] = {}
+    arrays: dict[str, tuple[str, list[int], torch.Tensor]] = {}
     if LOGITS in request.outputs:
-        tensors[LOGITS] = {
-            "datatype": "FP32",
-            "shape": [rows, NUM_CLASSES],
-            "data": logits.flatten().tolist(),
-        }
+        arrays[LOGITS] = ("FP32", [rows, NUM_CLASSES], logits)
     if LABEL in request.outputs or PROBABILITY in request.outputs:
         probability, label = torch.softmax(logits, dim=1).max(dim=1)
-        tensors[LABEL] = {"datatype": "INT64", "shape": [rows], "data": label.tolist()}
-        tensors[PROBABILITY] = {"datatype": "FP32", "shape": [rows], "data": probability.tolist()}
+        arrays[LABEL] = ("INT64", [rows], label)
+        arrays[PROBABILITY] = ("FP32", [rows], probability)
+    outputs: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for name in request.outputs:
+        datatype, shape, values = arrays[name]
+        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
+        if name in request.binary_outputs:
+            raw = values.numpy().astype(BINARY_DTYPES[datatype], copy=False).tobytes()
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            tensor["data"] = values.flatten().tolist()
+        outputs.append(tensor)
     body: dict[str, Any] = {
         "model_name": model_name,
         "model_version": model_version,
-        "outputs": [{"name": name, **tensors[name]} for name in request.outputs],
+        "outputs": outputs,
     }
     if request.id is not None:
         body["id"] = request.id
-    return body
+    return body, b"".join(chunks)
 
 
 def _json_type(value: Any) -> str:

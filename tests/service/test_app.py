@@ -46,7 +46,11 @@ def test_health_and_metadata(server: Server) -> None:
     assert client.live()
     assert client.ready()
     assert client.model_ready()
-    assert client.server_metadata() == {"name": "slipway", "version": "0.1.0", "extensions": []}
+    assert client.server_metadata() == {
+        "name": "slipway",
+        "version": "0.1.0",
+        "extensions": ["binary_tensor_data"],
+    }
     meta = client.model_metadata()
     assert meta["name"] == MODEL_NAME
     assert meta["inputs"] == [{"name": "pixels", "datatype": "FP32", "shape": [-1, 64]}]
@@ -93,6 +97,113 @@ def test_fp32_input_gives_the_same_labels(server: Server) -> None:
     ints = client.infer(x)
     floats = client.infer(x.astype(np.float32))
     np.testing.assert_array_equal(ints.label, floats.label)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.float32])
+def test_binary_tensors_give_the_same_outputs_as_json(server: Server, dtype: type) -> None:
+    x = pixels(256, seed=3).astype(dtype)
+    client = server.client()
+    outputs = ("label", "probability", "logits")
+    as_json = client.infer(x, outputs=outputs, request_id="j")
+    as_binary = client.infer(x, outputs=outputs, request_id="b", binary=True)
+    for name in outputs:
+        np.testing.assert_array_equal(getattr(as_binary, name), getattr(as_json, name))
+    assert as_binary.label is not None and as_binary.label.dtype == np.int64
+    assert as_binary.id == "b"
+
+
+def binary_request(
+    rows: int = 2, outputs: list[dict[str, Any]] | None = None, **parameters: Any
+) -> tuple[bytes, bytes]:
+    """(JSON header, pixel bytes) of a binary request for `rows` FP32 rows."""
+    raw = pixels(rows).astype("<f4").tobytes()
+    tensor = {
+        "name": "pixels",
+        "datatype": "FP32",
+        "shape": [rows, 64],
+        "parameters": {"binary_data_size": len(raw), **parameters},
+    }
+    body: dict[str, Any] = {"inputs": [tensor]}
+    if outputs is not None:
+        body["outputs"] = outputs
+    return json.dumps(body).encode(), raw
+
+
+def post_binary(server: Server, body: bytes, header_length: str | None) -> requests.Response:
+    headers = {"Content-Type": "application/octet-stream"}
+    if header_length is not None:
+        headers["Inference-Header-Content-Length"] = header_length
+    return requests.post(server.url + INFER, data=body, headers=headers)
+
+
+def test_binary_output_layout_on_the_wire(server: Server) -> None:
+    header, raw = binary_request(
+        3, outputs=[{"name": "label", "parameters": {"binary_data": True}}, {"name": "probability"}]
+    )
+    response = post_binary(server, header + raw, str(len(header)))
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    length = int(response.headers["Inference-Header-Content-Length"])
+    answer = json.loads(response.content[:length])
+    label, probability = answer["outputs"]
+    assert label["parameters"] == {"binary_data_size": 24} and "data" not in label
+    assert len(probability["data"]) == 3  # not asked for as binary: JSON
+    labels = np.frombuffer(response.content[length:], dtype="<i8")
+    assert labels.shape == (3,) and ((labels >= 0) & (labels < 10)).all()
+    # A JSON request may ask for binary outputs too; binary input with JSON outputs is JSON.
+    whole = json.dumps({**request_body(2), "parameters": {"binary_data_output": True}}).encode()
+    response = requests.post(
+        server.url + INFER, data=whole, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200 and "Inference-Header-Content-Length" in response.headers
+    header, raw = binary_request(2)
+    response = post_binary(server, header + raw, str(len(header)))
+    assert response.headers["Content-Type"] == "application/json"
+    assert [len(o["data"]) for o in response.json()["outputs"]] == [2, 2]
+
+
+BAD_BINARY = {
+    "header not a number": ("abc", None, "must be the JSON header's length"),
+    "negative header": ("-5", None, "must be the JSON header's length"),
+    "header past the body": ("99999", None, "is 99999 but the request body has only"),
+    "header cuts the JSON": ("10", None, "malformed JSON"),
+    "size does not fit the shape": (
+        None,
+        {"binary_data_size": 100},
+        "shape [2, 64] of FP32 is 512 bytes",
+    ),
+    "size not an integer": (None, {"binary_data_size": "512"}, "must be a non-negative integer"),
+    "fewer bytes than declared": ("short", None, "but the request has 511 after its JSON header"),
+    "bytes but no input declares them": ("undeclared", None, "no input declares"),
+    "data and binary data": ("both", None, "both 'data' and parameters.binary_data_size"),
+    "binary_data not a boolean": ("flag", None, "binary_data must be true or false"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BINARY), ids=list(BAD_BINARY))
+def test_malformed_binary_request_is_a_named_400(server: Server, case: str) -> None:
+    header_value, parameters, message = BAD_BINARY[case]
+    header, raw = binary_request(**(parameters or {}))
+    if header_value == "short":
+        body, header_value = header + raw[:-1], str(len(header))
+    elif header_value == "undeclared":
+        header = json.dumps(request_body(2)).encode()
+        body, header_value = header + raw, str(len(header))
+    elif header_value == "both":
+        tensor = json.loads(header)
+        tensor["inputs"][0]["data"] = [0] * 128
+        header = json.dumps(tensor).encode()
+        body, header_value = header + raw, str(len(header))
+    elif header_value == "flag":
+        header, raw = binary_request(outputs=[{"name": "label", "parameters": {"binary_data": 1}}])
+        body, header_value = header + raw, str(len(header))
+    else:
+        body = header + raw
+        header_value = header_value or str(len(header))
+    response = post_binary(server, body, header_value)
+    assert response.status_code == 400, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    assert message in response.json()["error"]
 
 
 def body_with(**changes: Any) -> bytes:
