@@ -25,12 +25,14 @@ import logging
 import os
 import selectors
 import shutil
+import socket
 import sys
 import tempfile
 from functools import partial
 from typing import Any
 
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.sock import TCPSocket, create_sockets
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 _env = os.environ
 
@@ -43,7 +45,20 @@ _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else o
 
 
 class KeepAliveSafeThreadWorker(ThreadWorker):
-    """gunicorn's gthread worker, minus a race that fails requests when it stops.
+    """gunicorn's gthread worker, with a listening socket of its own, minus a race that
+    fails requests when it stops.
+
+    Even load: workers that share one listening socket do not share its connections
+    evenly. Whichever worker wakes first accepts, and with long-lived keep-alive
+    connections (load balancers, wrk) one worker can end up with nearly all of them
+    while the other idles. So each worker also listens on a socket of its own, bound
+    to the same address with SO_REUSEPORT, and the kernel spreads new connections
+    over the sockets by a hash of their addresses. The master's socket (made with
+    SO_REUSEPORT in `on_starting`) stays in the group and every worker accepts from
+    it too: it holds connections while workers restart. (gunicorn's own `reuse_port`
+    gives each worker a socket but the master none, so connections are refused while
+    every worker restarts.) When a worker stops, it first accepts what waits on its
+    own socket, then closes it, so the kernel sends new connections elsewhere.
 
     gthread decides per request, before running it, whether to keep the connection
     alive. When one thread's request reaches max_requests (or SIGTERM arrives), the
@@ -56,6 +71,40 @@ class KeepAliveSafeThreadWorker(ThreadWorker):
     alive), and an idle one is closed after `keepalive` seconds like any idle
     keep-alive connection, all within `graceful_timeout`.
     """
+
+    own_sockets: list[TCPSocket]
+
+    def run(self) -> None:
+        self.own_sockets = []
+        if self.cfg.workers > 1:
+            self.own_sockets = [
+                type(s)(s.cfg_addr, _ReusePort(self.cfg), self.log)
+                for s in self.sockets
+                if isinstance(s, TCPSocket) and _reuses_port(s)
+            ]
+            self.sockets = [*self.own_sockets, *self.sockets]
+        super().run()
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        super().set_accept_enabled(enabled)
+        if not enabled and not self.alive:
+            self._close_own_sockets()
+
+    def _close_own_sockets(self) -> None:
+        # Accept what already waits on them (closing would reset it), then close.
+        for listener in self.own_sockets:
+            listener.setblocking(False)
+            while True:
+                try:
+                    client, address = listener.accept()
+                except OSError:  # EAGAIN: nothing waits
+                    break
+                self.nr_conns += 1
+                client.setblocking(True)
+                self.enqueue_req(TConn(self.cfg, client, address, listener.getsockname()))
+            self.sockets.remove(listener)
+            listener.close()
+        self.own_sockets = []
 
     def finish_request(self, conn: Any, fs: Any) -> None:
         told_keep_alive = not fs.cancelled() and fs.exception() is None and fs.result() is True
@@ -121,7 +170,30 @@ if _own_metrics_dir:
 _metrics_dir = _env["PROMETHEUS_MULTIPROC_DIR"]
 
 
+class _ReusePort:
+    """The configuration as gunicorn's sockets read it, with SO_REUSEPORT on."""
+
+    reuse_port = True
+
+    def __init__(self, cfg: Any) -> None:
+        self._cfg = cfg
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cfg, name)
+
+
+def _reuses_port(listener: Any) -> bool:
+    return bool(listener.sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT))
+
+
 def on_starting(server: Any) -> None:
+    # The master's TCP sockets, made here with SO_REUSEPORT so that workers can bind
+    # their own beside them (see KeepAliveSafeThreadWorker). Not on a re-exec or under
+    # systemd socket activation: then the sockets are inherited as they are.
+    inherited = os.environ.get("GUNICORN_FD") or os.environ.get("LISTEN_FDS")
+    if not inherited and hasattr(socket, "SO_REUSEPORT") and not server.LISTENERS:
+        server.LISTENERS = create_sockets(_ReusePort(server.cfg), server.log)
+
     if "torch" in sys.modules:
         logging.getLogger("gunicorn.error").warning(
             "torch is imported in the gunicorn master; workers may hang after fork"

@@ -6,10 +6,12 @@ Run `tools/bazel run //tools/benchmarks:ml_benchmark` to print a Markdown table 
   against a bare loop (shuffle, forward, backward, Adam step) on the same model and
   data (goal: ratio >= 0.9);
 - batch-inference rows/s of `slipway.inference.run_batch_inference` over a Parquet file
-  (read, validate, scale, predict, write) and of `slipway.inference.predict` in memory,
-  against a bare forward pass over the same rows (goal: ratio >= 0.9);
+  (read, validate, scale, predict, write: the inference job's path) against a minimal
+  hand-written script doing the same I/O (pyarrow reads batches, torch predicts,
+  pyarrow writes id, label and probability), and of `slipway.inference.predict` in
+  memory against a bare forward pass (goal: ratio >= 0.9 for both);
 - peak resident memory (bytes, Linux `VmHWM`) of batch inference in a fresh process on
-  the digits and on a file 20 times as large (goal: no larger).
+  the digits and on a file 20 times as large (goal: at most 1.05 times).
 
 Data: the scikit-learn digits (see `slipway.data`). Each timing is the best of
 `--repeat` runs after a warm-up.
@@ -120,10 +122,33 @@ def _write_scaled_parquet(path: Path, times: int) -> int:
     return rows
 
 
+def anchor_file_to_file(module: torch.nn.Module, parquet: Path, out: Path, batch_size: int) -> None:
+    """The anchor: Parquet in batches -> scale -> forward -> label, probability -> Parquet."""
+    writer = None
+    with torch.inference_mode():
+        for batch in pq.ParquetFile(parquet).iter_batches(
+            batch_size=batch_size, columns=["id", *data.FEATURE_COLUMNS]
+        ):
+            pixels = batch.select(list(data.FEATURE_COLUMNS)).to_pandas().to_numpy()
+            logits = module(torch.from_numpy(preprocessing.scale_pixels(pixels)))
+            probability, label = torch.softmax(logits, dim=1).max(dim=1)
+            table = pa.table(
+                {
+                    "id": batch.column("id"),
+                    "label": label.numpy(),
+                    "probability": probability.numpy(),
+                }
+            )
+            writer = writer or pq.ParquetWriter(out, table.schema)
+            writer.write_table(table)
+    if writer is not None:
+        writer.close()
+
+
 def bench_inference(
     model_dir: Path, parquet: Path, rows: int, repeat: int, workdir: Path
 ) -> list[Row]:
-    """Batch-inference rows/s (file to file, and in memory) vs a bare forward pass."""
+    """Batch-inference rows/s: file to file vs the anchor script, in memory vs a bare forward."""
     module = load_model_dir(model_dir).module
     x = preprocessing.scale_pixels(
         pq.read_table(parquet, columns=list(data.FEATURE_COLUMNS)).to_pandas().to_numpy()
@@ -150,13 +175,18 @@ def bench_inference(
         )
         return time.perf_counter() - t0
 
+    def anchor() -> float:
+        t0 = time.perf_counter()
+        anchor_file_to_file(module, parquet, workdir / "anchor.parquet", bs)
+        return time.perf_counter() - t0
+
     mem, bare_mem = _paired(repeat, in_memory, bare)
-    f2f, bare_f2f = _paired(repeat, file_to_file, bare)
+    f2f, bare_f2f = _paired(repeat, file_to_file, anchor)
     goal = f"ratio >= {GOAL_RATIO}"
     return [
         Row(f"batch inference in memory, {rows} rows", "rows/s", rows / mem, rows / bare_mem, goal),
         Row(
-            f"batch inference Parquet to Parquet, {rows} rows",
+            f"batch inference Parquet to Parquet, {rows} rows (baseline: the anchor script)",
             "rows/s",
             rows / f2f,
             rows / bare_f2f,
@@ -209,7 +239,7 @@ def run(epochs: int = 20, repeat: int = 3) -> list[Row]:
                 "MiB",
                 peak_big / 2**20,
                 peak_small / 2**20,
-                "ratio <= 1 (+ noise)",
+                "ratio <= 1.05",
             )
         )
     return rows

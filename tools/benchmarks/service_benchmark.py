@@ -1,13 +1,21 @@
-"""Load benchmark and soak of the inference service, on loopback, with wrk.
+"""The inference service against fair anchors, on loopback, with wrk.
 
-    python tools/benchmarks/service_benchmark.py --out /tmp/service-benchmark.md
+    tools/bazel run //tools/benchmarks:service_benchmark -- --out /tmp/service.md
 
-Starts `service/main.py` (the production gunicorn configuration) on 127.0.0.1, then
-drives `POST /v2/models/<name>/infer` with wrk (Debian package `wrk`) in a second
-process: batch 1 and 64 at 1, 8 and 32 connections. Beside it, the raw forward pass
-of the same model is timed in this process (torch threads as in one worker), so the
-overhead of HTTP, JSON and validation is the difference of the two p50s. Then a soak
-at 8 connections checks for errors and for growth of the workers' resident memory.
+Starts `service/main.py` (the production gunicorn configuration) and, beside it, the
+latency floor: `floor_app.py`, a WSGI app that parses the same JSON body and answers
+a fixed response, under gunicorn with the same configuration file and settings. wrk
+(Debian package `wrk`, one thread) drives `POST /v2/models/<name>/infer`:
+
+1. latency at 1 connection, batch 1: service and floor alternately, p50 of each;
+2. even load: `--repeats` runs at 8 connections, batch 1, min/median/max requests/s
+   against the 1-connection figure;
+3. batch 256 at 1 and 8 connections: JSON bodies against the binary tensor data
+   extension (raw FP32 in, raw outputs back), rows/s.
+
+The raw forward pass of the same model is timed in this process (torch threads as in
+one worker). Then an optional soak at 8 connections checks for errors and for growth
+of the workers' resident memory.
 """
 
 from __future__ import annotations
@@ -32,10 +40,19 @@ import numpy as np
 # Not resolved: under Bazel the tree is a runfiles symlink farm.
 REPO = Path(__file__).parent.parent.parent
 SERVICE_MAIN = REPO / "service" / "main.py"
+GUNICORN_CONFIG = REPO / "service" / "gunicorn.conf.py"
+FLOOR_DIR = Path(__file__).parent
 MODEL_NAME = "digits-classifier"
 WRK_SCRIPT = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local f = io.open("{body}", "r")
+wrk.body = f:read("*a")
+f:close()
+"""
+WRK_BINARY_SCRIPT = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/octet-stream"
+wrk.headers["Inference-Header-Content-Length"] = "{header_length}"
+local f = io.open("{body}", "rb")
 wrk.body = f:read("*a")
 f:close()
 """
@@ -72,7 +89,9 @@ def run_wrk(url: str, script: Path, batch: int, connections: int, seconds: int) 
         text=True,
         check=True,
     ).stdout
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.MULTILINE))
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.MULTILINE))
+    if set(latency) != {"50", "99"}:
+        raise RuntimeError(f"cannot read wrk's latency distribution:\n{out}")
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
@@ -128,6 +147,26 @@ def write_body(path: Path, batch: int) -> None:
     path.write_text(json.dumps(body))
 
 
+def write_binary_body(path: Path, batch: int) -> int:
+    """A binary-extension request body (FP32 pixels, binary outputs); returns the header length."""
+    raw = np.random.default_rng(batch).integers(0, 17, size=(batch, 64)).astype("<f4").tobytes()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "pixels",
+                    "datatype": "FP32",
+                    "shape": [batch, 64],
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    path.write_bytes(header + raw)
+    return len(header)
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
     import requests
 
@@ -148,35 +187,14 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) ->
     raise RuntimeError(f"service not ready after {timeout}s")
 
 
-def markdown(
-    results: list[LoadResult], forward: dict[int, float], soak: dict[str, object], setup: str
-) -> str:
-    lines = [
-        "# Inference service benchmark",
-        "",
-        "Produced by `tools/benchmarks/service_benchmark.py`; " + setup,
-        "",
-        "| batch | connections | requests/s | rows/s | p50 (ms) | p99 (ms) | raw forward p50 (ms) | p50 overhead (ms) | errors |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r.batch} | {r.connections} | {r.requests_per_second:,.0f} | {r.requests_per_second * r.batch:,.0f} "
-            f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {forward[r.batch]:.3f} | {r.p50_ms - forward[r.batch]:.2f} | {r.errors} |"
-        )
-    lines += [
-        "",
-        "p50 overhead = p50 latency seen by the client minus the raw forward pass (HTTP, JSON,",
-        "validation, queueing; at 1 connection there is no queueing).",
-        "",
-        "## Soak",
-        "",
-        f"{soak['seconds']} s at batch 1 and 8 connections: {soak['requests']:,} requests, "
-        f"{soak['errors']} errors, {soak['requests_per_second']:,.0f} requests/s, p99 {soak['p99_ms']:.2f} ms.",
-        f"Worker resident memory (MiB) before -> after: {soak['rss']}; largest growth {soak['growth_pct']:.1f}%.",
-        "",
-    ]
-    return "\n".join(lines)
+def spread(values: list[float], fmt: str = ",.0f") -> str:
+    """`min / median / max` of repeated measurements."""
+    return " / ".join(format(v, fmt) for v in (min(values), float(np.median(values)), max(values)))
+
+
+def start_gunicorn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,7 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--model-dir", type=Path, help="model to serve (default: an untrained default model)"
     )
     parser.add_argument("--seconds", type=int, default=10, help="duration of each load point")
-    parser.add_argument("--soak-seconds", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each measurement")
+    parser.add_argument("--soak-seconds", type=int, default=0, help="soak duration (0: none)")
     parser.add_argument(
         "--workers", type=int, help="gunicorn workers (default: the configuration's)"
     )
@@ -195,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
-        print("error: wrk not found (apt-get install wrk)", file=sys.stderr)
+        print("error: wrk not found (Debian package wrk; tools/bazel installs it)", file=sys.stderr)
         return 1
 
     with tempfile.TemporaryDirectory(prefix="slipway-bench-") as tmp_name:
@@ -207,8 +226,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             torch.manual_seed(0)
             model_dir = save_model_dir(build_model(ModelConfig()), ModelConfig(), tmp / "model")
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
         env = {
             k: v
             for k, v in os.environ.items()
@@ -217,80 +234,158 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, value in (("SLIPWAY_WORKERS", args.workers), ("SLIPWAY_THREADS", args.threads)):
             if value:
                 env[name] = str(value)
-        log = open(tmp / "service.log", "wb")  # noqa: SIM115 - closed at the end
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(SERVICE_MAIN),
-                "--model-dir",
-                str(model_dir),
-                "--bind",
-                f"127.0.0.1:{port}",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        port, floor_port = free_port(), free_port()
+        url, floor_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{floor_port}"
+        service_cmd = [sys.executable, str(SERVICE_MAIN), "--model-dir", str(model_dir)]
+        proc = start_gunicorn(
+            [*service_cmd, "--bind", f"127.0.0.1:{port}"], env, tmp / "service.log"
+        )
+        floor_env = {
+            **env,
+            "PYTHONPATH": os.pathsep.join([str(FLOOR_DIR), env.get("PYTHONPATH", "")]),
+        }
+        floor_cmd = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG)]
+        floor = start_gunicorn(
+            [*floor_cmd, "--bind", f"127.0.0.1:{floor_port}", "floor_app:application"],
+            floor_env,
+            tmp / "floor.log",
         )
         try:
             wait_ready(url, proc)
-            boot = (tmp / "service.log").read_text()
-            workers = len(re.findall(r"Booting worker", boot))
-            infer_url = f"{url}/v2/models/{MODEL_NAME}/infer"
+            wait_ready(floor_url, floor)
+            workers = len(re.findall(r"Booting worker", (tmp / "service.log").read_text()))
+            path = f"/v2/models/{MODEL_NAME}/infer"
             scripts = {}
-            for batch in (1, 64):
+            for batch in (1, 256):
                 write_body(tmp / f"body{batch}.json", batch)
                 scripts[batch] = tmp / f"post{batch}.lua"
                 scripts[batch].write_text(WRK_SCRIPT.format(body=tmp / f"body{batch}.json"))
-                run_wrk(infer_url, scripts[batch], batch, 8, 2)  # warm-up
-            results = []
-            for batch in (1, 64):
-                for connections in (1, 8, 32):
-                    result = run_wrk(infer_url, scripts[batch], batch, connections, args.seconds)
-                    print(result, flush=True)
-                    results.append(result)
-            torch_threads = max(1, (os.cpu_count() or 1) // workers)
-            forward = {batch: raw_forward_ms(model_dir, batch, torch_threads) for batch in (1, 64)}
-            print("raw forward p50 ms:", forward, flush=True)
-
-            before = worker_rss_bytes(proc.pid)
-            soak = run_wrk(infer_url, scripts[1], 1, 8, args.soak_seconds)
-            after = worker_rss_bytes(proc.pid)
-            growth = (
-                max((after[p] - before[p]) / before[p] * 100 for p in before if p in after)
-                if set(before) & set(after)
-                else float("nan")
+            header_length = write_binary_body(tmp / "body256.bin", 256)
+            binary = tmp / "binary256.lua"
+            binary.write_text(
+                WRK_BINARY_SCRIPT.format(header_length=header_length, body=tmp / "body256.bin")
             )
-            soak_summary: dict[str, object] = {
-                "seconds": args.soak_seconds,
-                "requests": int(soak.requests_per_second * args.soak_seconds),
-                "errors": soak.errors,
-                "requests_per_second": soak.requests_per_second,
-                "p99_ms": soak.p99_ms,
-                "rss": ", ".join(
-                    f"{before[p] / 2**20:.0f} -> {after[p] / 2**20:.0f}"
-                    if p in after
-                    else f"{before[p] / 2**20:.0f} -> recycled"
-                    for p in sorted(before)
-                ),
-                "growth_pct": growth,
-            }
-            print("soak:", soak_summary, flush=True)
+            for target, script in ((url, scripts[1]), (floor_url, scripts[1]), (url, binary)):
+                run_wrk(target + path, script, 1, 8, 2)  # warm-up
+
+            latency: dict[str, list[LoadResult]] = {"service": [], "floor": []}
+            for _ in range(args.repeats):
+                for name, target in (("floor", floor_url), ("service", url)):
+                    result = run_wrk(target + path, scripts[1], 1, 1, args.seconds)
+                    print(name, result, flush=True)
+                    latency[name].append(result)
+            even = []
+            for _ in range(args.repeats):
+                result = run_wrk(url + path, scripts[1], 1, 8, args.seconds)
+                print("8 connections", result, flush=True)
+                even.append(result)
+            batch256: dict[tuple[str, int], list[LoadResult]] = {}
+            for connections in (1, 8):
+                for _ in range(args.repeats):
+                    for name, script in (("JSON", scripts[256]), ("binary", binary)):
+                        result = run_wrk(url + path, script, 256, connections, args.seconds)
+                        print(name, result, flush=True)
+                        batch256.setdefault((name, connections), []).append(result)
+            torch_threads = max(1, (os.cpu_count() or 1) // workers)
+            forward = {b: raw_forward_ms(model_dir, b, torch_threads) for b in (1, 256)}
+            print("raw forward p50 ms:", forward, flush=True)
+            soak_line = ""
+            if args.soak_seconds:
+                soak_line = soak(proc.pid, url + path, scripts[1], args.soak_seconds)
+                print(soak_line, flush=True)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
-            log.close()
+            for p in (proc, floor):
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=60)
 
     setup = (
-        f"{os.cpu_count()} cores, {workers} gunicorn workers ({args.threads or 'default'} threads each), "
-        f"wrk with 1 thread on loopback, {args.seconds} s per point, untrained default MLP (64-512-256-10)"
-        if args.model_dir is None
-        else f"{os.cpu_count()} cores, {workers} gunicorn workers, wrk 1 thread, {args.seconds} s per point."
+        f"{os.cpu_count()} cores, {workers} gunicorn workers "
+        f"({args.threads or 'default'} threads each) for the service and the floor alike, "
+        f"wrk with 1 thread on loopback, {args.seconds} s per run, {args.repeats} runs of each, "
+        + (
+            "untrained default MLP (64-512-256-10)."
+            if args.model_dir is None
+            else f"model {args.model_dir}."
+        )
     )
-    report = markdown(results, forward, soak_summary, setup + ".")
+    report = markdown(latency, even, batch256, forward, soak_line, setup)
     print(report)
     if args.out:
         args.out.write_text(report)
     return 0
+
+
+def soak(master_pid: int, url: str, script: Path, seconds: int) -> str:
+    """Run `seconds` at batch 1 and 8 connections; errors and worker memory growth."""
+    before = worker_rss_bytes(master_pid)
+    result = run_wrk(url, script, 1, 8, seconds)
+    after = worker_rss_bytes(master_pid)
+    rss = ", ".join(
+        f"{before[p] / 2**20:.0f} -> {after[p] / 2**20:.0f}"
+        if p in after
+        else f"{before[p] / 2**20:.0f} -> recycled"
+        for p in sorted(before)
+    )
+    return (
+        f"Soak, {seconds} s at batch 1 and 8 connections: "
+        f"{int(result.requests_per_second * seconds):,} requests, {result.errors} errors, "
+        f"{result.requests_per_second:,.0f} requests/s, p99 {result.p99_ms:.2f} ms; "
+        f"worker resident memory (MiB) {rss}."
+    )
+
+
+def markdown(
+    latency: dict[str, list[LoadResult]],
+    even: list[LoadResult],
+    batch256: dict[tuple[str, int], list[LoadResult]],
+    forward: dict[int, float],
+    soak_line: str,
+    setup: str,
+) -> str:
+    service_p50 = [r.p50_ms for r in latency["service"]]
+    floor_p50 = [r.p50_ms for r in latency["floor"]]
+    ratio = [s / f for s, f in zip(service_p50, floor_p50, strict=True)]
+    one = float(np.median([r.requests_per_second for r in latency["service"]]))
+    even_rps = [r.requests_per_second for r in even]
+    rows = {k: [r.requests_per_second * r.batch for r in v] for k, v in batch256.items()}
+    speedup = {
+        c: [b / j for b, j in zip(rows["binary", c], rows["JSON", c], strict=True)] for c in (1, 8)
+    }
+    lines = [
+        "# Inference service against its anchors",
+        "",
+        "Produced by `tools/benchmarks/service_benchmark.py`: " + setup,
+        "Each cell is min / median / max over the runs.",
+        "",
+        "| measurement | service | anchor | ratio | goal |",
+        "|---|---:|---:|---:|---|",
+        f"| p50 latency, 1 connection, batch 1 (ms); anchor: the floor app | {spread(service_p50, '.3f')} "
+        f"| {spread(floor_p50, '.3f')} | {spread(ratio, '.2f')} | <= 1.25: "
+        f"{'met' if float(np.median(ratio)) <= 1.25 else 'not met'} (median) |",
+        f"| requests/s, 8 connections, batch 1; anchor: 1 connection (median {one:,.0f}) "
+        f"| {spread(even_rps)} | {one:,.0f} | {min(even_rps) / one:.2f} (lowest) "
+        f"| >= 1.5 for the lowest: {'met' if min(even_rps) >= 1.5 * one else 'not met'} |",
+        *(
+            f"| rows/s, batch 256, {c} connection{'s' if c > 1 else ''}, binary tensors; "
+            f"anchor: JSON | {spread(rows['binary', c])} | {spread(rows['JSON', c])} "
+            f"| {spread(speedup[c], '.2f')} "
+            f"| >= 3: {'met' if float(np.median(speedup[c])) >= 3 else 'not met'} (median) |"
+            for c in (1, 8)
+        ),
+        "",
+        f"Requests/s at 1 connection, batch 1: service {spread([r.requests_per_second for r in latency['service']])}, "
+        f"floor {spread([r.requests_per_second for r in latency['floor']])}. "
+        f"p99 at 8 connections: {spread([r.p99_ms for r in even], '.2f')} ms. "
+        f"Raw forward pass p50 in this process: {forward[1]:.3f} ms (batch 1), "
+        f"{forward[256]:.3f} ms (batch 256). Errors: "
+        f"{sum(r.errors for v in (*latency.values(), even, *batch256.values()) for r in v)}.",
+        f"p50 at batch 256, 1 connection: JSON {spread([r.p50_ms for r in batch256['JSON', 1]], '.2f')} ms, "
+        f"binary {spread([r.p50_ms for r in batch256['binary', 1]], '.2f')} ms.",
+        "",
+    ]
+    if soak_line:
+        lines += [soak_line, ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
