@@ -550,14 +550,12 @@ def _holds_bool(data: list[Any]) -> bool:
 
 
 def _requested_outputs(raw: Any, parameters: Any) -> tuple[tuple[str, ...], frozenset[str]]:
-    """The outputs asked for, and those of them wanted as binary data."""
-    if parameters is not None and not isinstance(parameters, dict):
-        raise RequestError("'parameters' must be an object")
+    """The outputs asked for (none listed: the defaults), and those wanted as binary data."""
     all_binary = _flag(
-        (parameters or {}).get("binary_data_output"), "parameters.binary_data_output"
+        _object(parameters, "'parameters'").get("binary_data_output"),
+        "parameters.binary_data_output",
     )
-    if raw is None:
-        return DEFAULT_OUTPUTS, frozenset(DEFAULT_OUTPUTS if all_binary else ())
+    raw = [] if raw is None else raw
     if not isinstance(raw, list) or not all(isinstance(o, dict) for o in raw):
         raise RequestError('\'outputs\' must be a list of objects like {"name": "label"}')
     names = tuple(o.get("name") for o in raw)
@@ -566,15 +564,21 @@ def _requested_outputs(raw: Any, parameters: Any) -> tuple[tuple[str, ...], froz
             raise RequestError(f"unknown output {name!r}; this model has {list(OUTPUT_NAMES)}")
     binary = set()
     for i, output in enumerate(raw):
-        params = output.get("parameters")
-        if params is not None and not isinstance(params, dict):
-            raise RequestError(f"outputs[{i}].parameters must be an object")
-        flag = (params or {}).get("binary_data")
+        flag = _object(output.get("parameters"), f"outputs[{i}].parameters").get("binary_data")
         if _flag(flag, f"outputs[{i}].parameters.binary_data") or (all_binary and flag is None):
             binary.add(output["name"])
     if not names:
         return DEFAULT_OUTPUTS, frozenset(DEFAULT_OUTPUTS if all_binary else ())
     return names, frozenset(binary)
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    """`value` if it is a JSON object, {} if absent; RequestError otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RequestError(f"{where} must be an object")
+    return value
 
 
 def _flag(value: Any, where: str) -> bool:

@@ -18,6 +18,10 @@ IMAGES = {
     "service": "//service",
 }
 
+# The images of the pipeline's steps, in run order (slipway.pipelines.STEP_NAMES):
+# //jobs/pipelines:kfp pins them, //tests/tools/image:test_kfp_local pushes them.
+PIPELINE_STEPS = ["processing", "training", "evaluation", "inference"]
+
 def _images_json_impl(ctx):
     images = [
         {

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,3 +52,31 @@ def images(image_list: list[dict[str, str]]) -> dict[str, Path]:
 def make_podman_env() -> Callable[[Path], dict[str, str]]:
     """`make_podman_env(dir)`: environment for podman with its own store in dir."""
     return podman_env
+
+
+@pytest.fixture(scope="session")
+def push_images(
+    images: dict[str, Path], start_registry: Callable[[Path], Any]
+) -> Callable[[Path, Iterable[str]], str]:
+    """`push_images(root, names)`: a registry on 127.0.0.1 storing under `root`, holding
+    each named image pushed by its `:push` (with its tags); returns its host:port.
+
+    Needs crane, podman and docker-registry (the tests that push also run podman).
+    """
+
+    def push(root: Path, names: Iterable[str]) -> str:
+        tools = ("crane", "podman", "docker-registry")
+        missing = [tool for tool in tools if shutil.which(tool) is None]
+        assert not missing, f"tools missing: {missing} (Debian packages {' '.join(tools)})"
+        host: str = start_registry(root).host
+        for name in names:
+            done = subprocess.run(
+                [str(images[name] / "push_push.sh"), "--repository", f"{host}/slipway/{name}"],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert done.returncode == 0, f"push {name} failed:\n{done.stdout}\n{done.stderr}"
+        return host
+
+    return push

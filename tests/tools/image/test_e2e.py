@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -33,20 +31,13 @@ Pushed = tuple[str, dict[str, str], dict[str, Path]]
 def pushed(
     tmp_path_factory: pytest.TempPathFactory,
     images: dict[str, Path],
-    start_registry: Callable[[Path], Any],
+    push_images: Callable[[Path, Iterable[str]], str],
     make_podman_env: Callable[[Path], dict[str, str]],
 ) -> Iterator[Pushed]:
     """Every image pushed with its tags; yields (registry host:port, podman env, images)."""
-    missing = [
-        tool for tool in ("crane", "podman", "docker-registry") if shutil.which(tool) is None
-    ]
-    assert not missing, f"tools missing: {missing} (Debian packages crane, podman, docker-registry)"
     base = tmp_path_factory.mktemp("e2e")
-    host = start_registry(base / "registry").host
+    host = push_images(base / "registry", images)
     env = make_podman_env(base / "podman")
-    for name, package in images.items():
-        done = run([str(package / "push_push.sh"), "--repository", f"{host}/slipway/{name}"])
-        assert done.returncode == 0, f"push {name} failed:\n{done.stdout}\n{done.stderr}"
     yield host, env, images
 
 

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,19 +41,10 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Complet
 
 @pytest.fixture(scope="module")
 def registry_host(
-    tmp_path_factory: pytest.TempPathFactory,
-    images: dict[str, Path],
-    start_registry: Callable[[Path], Any],
+    tmp_path_factory: pytest.TempPathFactory, push_images: Callable[[Path, Iterable[str]], str]
 ) -> str:
     """A registry on 127.0.0.1 holding the four step images (pushed by their :push)."""
-    missing = [t for t in ("crane", "podman", "docker-registry") if shutil.which(t) is None]
-    assert not missing, f"tools missing: {missing} (Debian packages crane, podman, docker-registry)"
-    host: str = start_registry(tmp_path_factory.mktemp("kfp-registry") / "root").host
-    for step in STEP_NAMES:
-        push = images[step] / "push_push.sh"
-        done = run([str(push), "--repository", f"{host}/slipway/{step}"])
-        assert done.returncode == 0, f"push {step} failed:\n{done.stdout}\n{done.stderr}"
-    return host
+    return push_images(tmp_path_factory.mktemp("kfp-registry") / "root", STEP_NAMES)
 
 
 @pytest.fixture(scope="module")
