@@ -32,7 +32,7 @@ from functools import partial
 from typing import Any
 
 from gunicorn.sock import TCPSocket, create_sockets
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.workers.gthread import ThreadWorker
 
 _env = os.environ
 
@@ -51,14 +51,16 @@ class KeepAliveSafeThreadWorker(ThreadWorker):
     Even load: workers that share one listening socket do not share its connections
     evenly. Whichever worker wakes first accepts, and with long-lived keep-alive
     connections (load balancers, wrk) one worker can end up with nearly all of them
-    while the other idles. So each worker also listens on a socket of its own, bound
-    to the same address with SO_REUSEPORT, and the kernel spreads new connections
-    over the sockets by a hash of their addresses. The master's socket (made with
-    SO_REUSEPORT in `on_starting`) stays in the group and every worker accepts from
-    it too: it holds connections while workers restart. (gunicorn's own `reuse_port`
-    gives each worker a socket but the master none, so connections are refused while
-    every worker restarts.) When a worker stops, it first accepts what waits on its
-    own socket, then closes it, so the kernel sends new connections elsewhere.
+    while the other idles. So each worker slot has a listening socket of its own,
+    bound to the same address with SO_REUSEPORT beside the master's, and the kernel
+    spreads new connections over the sockets by a hash of their addresses. The
+    master makes all of them (`on_starting`) and keeps them open; a worker accepts
+    from its slot's socket and from the master's. When a worker stops (recycled,
+    crashed), its slot's socket stays open in the master and holds the connections
+    that arrive until the next worker of that slot takes it over: none is refused
+    or reset. (A socket of the worker's own, closed when it stops, resets what
+    waits in it; gunicorn's own `reuse_port` does that, and gives the master no
+    socket, so connections are refused while every worker restarts.)
 
     gthread decides per request, before running it, whether to keep the connection
     alive. When one thread's request reaches max_requests (or SIGTERM arrives), the
@@ -72,39 +74,12 @@ class KeepAliveSafeThreadWorker(ThreadWorker):
     keep-alive connection, all within `graceful_timeout`.
     """
 
-    own_sockets: list[TCPSocket]
+    slot: int | None = None  # set by pre_fork in the master
 
     def run(self) -> None:
-        self.own_sockets = []
-        if self.cfg.workers > 1:
-            self.own_sockets = [
-                type(s)(s.cfg_addr, _ReusePort(self.cfg), self.log)
-                for s in self.sockets
-                if isinstance(s, TCPSocket) and _reuses_port(s)
-            ]
-            self.sockets = [*self.own_sockets, *self.sockets]
+        if self.slot is not None:
+            self.sockets = [*_slot_sockets[self.slot], *self.sockets]
         super().run()
-
-    def set_accept_enabled(self, enabled: bool) -> None:
-        super().set_accept_enabled(enabled)
-        if not enabled and not self.alive:
-            self._close_own_sockets()
-
-    def _close_own_sockets(self) -> None:
-        # Accept what already waits on them (closing would reset it), then close.
-        for listener in self.own_sockets:
-            listener.setblocking(False)
-            while True:
-                try:
-                    client, address = listener.accept()
-                except OSError:  # EAGAIN: nothing waits
-                    break
-                self.nr_conns += 1
-                client.setblocking(True)
-                self.enqueue_req(TConn(self.cfg, client, address, listener.getsockname()))
-            self.sockets.remove(listener)
-            listener.close()
-        self.own_sockets = []
 
     def finish_request(self, conn: Any, fs: Any) -> None:
         told_keep_alive = not fs.cancelled() and fs.exception() is None and fs.result() is True
@@ -186,18 +161,34 @@ def _reuses_port(listener: Any) -> bool:
     return bool(listener.sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT))
 
 
+# Listening sockets of the worker slots, made by the master: see KeepAliveSafeThreadWorker.
+_slot_sockets: list[list[TCPSocket]] = []
+
+
 def on_starting(server: Any) -> None:
-    # The master's TCP sockets, made here with SO_REUSEPORT so that workers can bind
-    # their own beside them (see KeepAliveSafeThreadWorker). Not on a re-exec or under
+    # The master's TCP sockets, made here with SO_REUSEPORT, and one more per worker
+    # slot beside each (see KeepAliveSafeThreadWorker). Not on a re-exec or under
     # systemd socket activation: then the sockets are inherited as they are.
     inherited = os.environ.get("GUNICORN_FD") or os.environ.get("LISTEN_FDS")
     if not inherited and hasattr(socket, "SO_REUSEPORT") and not server.LISTENERS:
         server.LISTENERS = create_sockets(_ReusePort(server.cfg), server.log)
+    tcp = [s for s in server.LISTENERS if isinstance(s, TCPSocket) and _reuses_port(s)]
+    if tcp and server.cfg.workers > 1:
+        _slot_sockets[:] = [
+            [type(s)(s.cfg_addr, _ReusePort(server.cfg), server.log) for s in tcp]
+            for _ in range(server.cfg.workers)
+        ]
 
     if "torch" in sys.modules:
         logging.getLogger("gunicorn.error").warning(
             "torch is imported in the gunicorn master; workers may hang after fork"
         )
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    # The first slot no live worker holds (none past the slots made at start).
+    taken = {getattr(w, "slot", None) for w in server.WORKERS.values()}
+    worker.slot = next((i for i in range(len(_slot_sockets)) if i not in taken), None)
 
 
 def child_exit(server: Any, worker: Any) -> None:
@@ -208,5 +199,7 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
+    for listener in (s for slot in _slot_sockets for s in slot):
+        listener.close()
     if _own_metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -75,7 +75,7 @@ def run_job(job_env: dict[str, str]) -> Callable[..., subprocess.CompletedProces
 
 @pytest.fixture(scope="session")
 def call_job(job_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Like `run_job`, but in this process: `cli.run(main, args)` with job_env.
+    """Like `run_job`, but in this process: `cli.run(main, args)` with job_env (plus `env`).
 
     For the many bad-input cases of one job: each would pay a new interpreter's
     ~10 s of torch and MLflow imports in a subprocess. The exit code is the
@@ -89,7 +89,9 @@ def call_job(job_env: dict[str, str]) -> Callable[..., subprocess.CompletedProce
 
     mains: dict[str, Callable[..., int]] = {}
 
-    def call(job: str, *args: str) -> subprocess.CompletedProcess[str]:
+    def call(
+        job: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         if job not in mains:
             spec = importlib.util.spec_from_file_location(
                 f"slipway_job_{job}", REPO / "jobs" / job / "main.py"
@@ -100,7 +102,7 @@ def call_job(job_env: dict[str, str]) -> Callable[..., subprocess.CompletedProce
             mains[job] = module.main
         out, err = io.StringIO(), io.StringIO()
         with (
-            mock.patch.dict(os.environ, job_env, clear=True),
+            mock.patch.dict(os.environ, {**job_env, **(env or {})}, clear=True),
             contextlib.redirect_stdout(out),
             contextlib.redirect_stderr(err),
         ):

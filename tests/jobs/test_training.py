@@ -58,17 +58,17 @@ def test_trains_logs_and_registers(run_job, data_dir: Path) -> None:  # type: ig
     assert module(torch.zeros(2, 64)).shape == (2, 10) and meta["data_version"].startswith("v1-")
 
 
-def test_bad_input(run_job, tmp_path: Path, data_dir: Path, unreachable_uri: str) -> None:  # type: ignore[no-untyped-def]
-    r = run_job("training", "--data-dir", str(tmp_path / "nothing"), *SMALL)
+def test_bad_input(call_job, tmp_path: Path, data_dir: Path, unreachable_uri: str) -> None:  # type: ignore[no-untyped-def]
+    r = call_job("training", "--data-dir", str(tmp_path / "nothing"), *SMALL)
     assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith(
         "error: no processed data"
     )
-    r = run_job("training", "--data-dir", str(data_dir), "--tracking-uri", unreachable_uri, *SMALL)
+    r = call_job("training", "--data-dir", str(data_dir), "--tracking-uri", unreachable_uri, *SMALL)
     assert r.returncode == 1 and "error: cannot reach the MLflow tracking server" in r.stderr
     assert r.stderr.count("error:") == 1
-    assert run_job("training", "--epochs", "0").returncode == 2
-    assert run_job("training", "--hidden", "a,b").returncode == 2
-    assert run_job("training", env={"SLIPWAY_EPOCHS": "lots"}).returncode == 2
+    assert call_job("training", "--epochs", "0").returncode == 2
+    assert call_job("training", "--hidden", "a,b").returncode == 2
+    assert call_job("training", env={"SLIPWAY_EPOCHS": "lots"}).returncode == 2
 
 
 def _wait_for_checkpoint(proc: subprocess.Popen[bytes], ckpt: Path, seconds: float) -> None:

@@ -40,21 +40,24 @@ def test_serves_the_champion_from_the_registry(
     assert result.label is not None and result.label.shape == (2,)
 
     # The version served answers on its versioned paths; any other is a 404 naming it.
+    # On the client's kept-alive connection: the worker that answered ready (each
+    # worker loads the model itself; a new connection may reach one still loading).
+    http = client.session
     versions = f"{server.url}/v2/models/{MODEL_NAME}/versions"
-    assert requests.get(f"{versions}/1").json()["versions"] == ["1"]
-    assert requests.get(f"{versions}/1/ready").json() == {
+    assert http.get(f"{versions}/1").json()["versions"] == ["1"]
+    assert http.get(f"{versions}/1/ready").json() == {
         "name": MODEL_NAME,
         "version": "1",
         "ready": True,
         "state": "ready",
     }
     body = {"inputs": [{"name": "pixels", "datatype": "INT64", "shape": [1, 64], "data": [0] * 64}]}
-    answer = requests.post(f"{versions}/1/infer", json=body)
+    answer = http.post(f"{versions}/1/infer", json=body)
     assert answer.status_code == 200 and answer.json()["model_version"] == "1"
     for response in (
-        requests.get(f"{versions}/2"),
-        requests.get(f"{versions}/2/ready"),
-        requests.post(f"{versions}/2/infer", json=body),
+        http.get(f"{versions}/2"),
+        http.get(f"{versions}/2/ready"),
+        http.post(f"{versions}/2/infer", json=body),
     ):
         assert response.status_code == 404
         assert response.json() == {

@@ -36,8 +36,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYER_NAMES = ("base", "torch", "packages", "app")
-TORCH_LAYER = ROOT / "bazel-bin/tools/image/layer_torch.tar.gz"
+# The layer groups of image.bzl's DEFAULT_LAYER_GROUPS, in layer order.
+GROUPS = ("torch", "numpy", "pandas", "pyarrow", "scipy")
+LAYER_NAMES = ("base", *GROUPS, "packages", "app")
 # python:3.11-slim (bookworm, linux/amd64) compressed, as Docker Hub lists it
 # (https://hub.docker.com/_/python/tags?name=3.11-slim); not reachable from here.
 SLIM_BYTES = 41_000_000
@@ -191,7 +192,13 @@ def main() -> int:
         f"cold build of the {len(images)} images (after `clean`, repositories fetched): {cold:.0f} s"
     )
     print(f"warm build (nothing changed): {warm:.1f} s\n")
-    torch = "sha256:" + hashlib.sha256(TORCH_LAYER.read_bytes()).hexdigest()
+    groups = {
+        "sha256:"
+        + hashlib.sha256(
+            (ROOT / f"bazel-bin/tools/image/layer_{group}.tar.gz").read_bytes()
+        ).hexdigest(): group
+        for group in GROUPS
+    }
     pip_columns = " | pip: packages gzip-6 (MB) | pip on python:3.11-slim (MB) |" if pip else " |"
     print(
         "| image | "
@@ -204,9 +211,17 @@ def main() -> int:
         name = image["name"]
         layers = manifest(image["package"])["layers"]  # type: ignore[index]
         sizes = [int(layer["size"]) for layer in layers]
-        # An image whose binary does not reach torch has no torch layer.
-        has_torch = any(layer["digest"] == torch for layer in layers)
-        cells = [mb(sizes[0]), mb(sizes[1]) if has_torch else "-", *map(mb, sizes[-2:])]
+        # A group the image's binary does not reach has no layer in it: "-".
+        held = {
+            groups[layer["digest"]]: int(layer["size"])
+            for layer in layers
+            if layer["digest"] in groups
+        }
+        cells = [
+            mb(sizes[0]),
+            *(mb(held[group]) if group in held else "-" for group in GROUPS),
+            *map(mb, sizes[-2:]),
+        ]
         row = (
             f"| {name} | "
             + " | ".join(cells)

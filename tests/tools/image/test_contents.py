@@ -1,9 +1,11 @@
-"""What each image carries: only its binary's runfiles, torch in one shared layer.
+"""What each image carries: only its binary's runfiles, large packages in shared layers.
 
 Reads the built image layouts (no engine, no registry): the processing job has
 no torch layer and no torch file; every other image holds the one
-//tools/image:layer_torch blob right after the base; the service carries none of
-the data, plotting or MLflow-server packages; no layer ships a third-party test
+//tools/image:layer_torch blob right after the base; every layer group's blob
+(torch, numpy, pandas, pyarrow, scipy) is the same in each image that holds it,
+and its packages are nowhere else in the image; the service carries none of the
+data, plotting or MLflow-server packages; no layer ships a third-party test
 suite.
 """
 
@@ -21,7 +23,14 @@ import pytest
 RUNFILES = Path(os.environ.get("RUNFILES_DIR", Path(__file__).parents[4]))
 MAIN = RUNFILES / "_main"
 IMAGES = {i["name"]: i for i in json.loads((MAIN / "tools/image/images.json").read_text())}
-TORCH_LAYER = MAIN / "tools/image/layer_torch.tar.gz"
+# Layer groups in image.bzl's DEFAULT_LAYER_GROUPS order: name -> its repositories.
+GROUPS = {
+    "torch": {"pypi_torch", "pypi_sympy", "pypi_mpmath", "pypi_networkx"},
+    "numpy": {"pypi_numpy"},
+    "pandas": {"pypi_pandas"},
+    "pyarrow": {"pypi_pyarrow"},
+    "scipy": {"pypi_scipy"},
+}
 # Packages a JSON-in, JSON-out model server has no use for.
 NOT_IN_SERVICE = ("pandas", "pyarrow", "scipy", "scikit_learn", "matplotlib", "mlflow")
 
@@ -50,26 +59,30 @@ def runfiles_layers(name: str) -> list[str]:
     return [layer["digest"] for layer in manifest(name)["layers"][1:]]
 
 
-def repos(name: str) -> set[str]:
-    """Apparent names of the pip repositories in the image's layers (`pypi_torch`, ...)."""
+def layer_repos(digest: str) -> set[str]:
+    """Apparent names of the pip repositories in a layer (`pypi_torch`, ...)."""
     found = set()
-    for digest in runfiles_layers(name):
-        for path in names(digest):
-            parts = path.split("/")
-            if len(parts) > 3 and parts[1] == "main.runfiles":
-                found.add(parts[2].replace("+", "~").split("~")[-1])
+    for path in names(digest):
+        parts = path.split("/")
+        if len(parts) > 3 and parts[1] == "main.runfiles":
+            found.add(parts[2].replace("+", "~").split("~")[-1])
     return found
 
 
+def repos(name: str) -> set[str]:
+    """Apparent names of the pip repositories in the image's layers."""
+    return set().union(*(layer_repos(digest) for digest in runfiles_layers(name)))
+
+
 @cache
-def torch_digest() -> str:
-    return "sha256:" + hashlib.sha256(TORCH_LAYER.read_bytes()).hexdigest()
+def group_digest(group: str) -> str:
+    layer = MAIN / f"tools/image/layer_{group}.tar.gz"
+    return "sha256:" + hashlib.sha256(layer.read_bytes()).hexdigest()
 
 
 def test_processing_has_no_torch() -> None:
     layers = [layer["digest"] for layer in manifest("processing")["layers"]]
-    assert torch_digest() not in layers
-    assert len(layers) == 3  # base | packages | app
+    assert group_digest("torch") not in layers
     assert "pypi_torch" not in repos("processing")
     assert {"pypi_pandas", "pypi_pyarrow", "pypi_numpy"} <= repos("processing")
 
@@ -77,8 +90,22 @@ def test_processing_has_no_torch() -> None:
 @pytest.mark.parametrize("name", sorted(set(IMAGES) - {"processing"}))
 def test_torch_images_share_one_torch_layer(name: str) -> None:
     layers = [layer["digest"] for layer in manifest(name)["layers"]]
-    assert layers[1] == torch_digest()  # base | torch | packages | app
-    assert len(layers) == 4
+    assert layers[1] == group_digest("torch")  # base | torch | other groups | packages | app
+    assert layer_repos(layers[1]) == GROUPS["torch"]
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_each_group_is_its_shared_layer_and_nowhere_else(name: str) -> None:
+    """base | the groups the binary reaches, in order | packages | app."""
+    layers = runfiles_layers(name)
+    held = [group for group in GROUPS if group_digest(group) in layers]
+    assert layers[: len(held)] == [group_digest(group) for group in held]
+    assert len(layers) == len(held) + 2
+    others = set().union(*(layer_repos(digest) for digest in layers[len(held) :]))
+    for group, members in GROUPS.items():
+        assert not members & others, f"{name}: {group}'s packages outside its layer"
+        if group not in held:
+            assert not members & repos(name), f"{name}: {group} without its layer"
 
 
 def test_service_carries_no_data_plotting_or_server_packages() -> None:

@@ -4,14 +4,14 @@ The repository is a copy of the sources (//:build_srcs). Its Bazel has its own
 output base; the first build in it is from scratch, so it serves two checks:
 
 1. Reproducible images, from scratch: with no disk cache (only the downloads
-   may come from the outer build's repository cache), two images build with
-   the digests of this build (another output base). They cover every kind of
-   layer that image.bzl writes: the base, the shared torch group layer
-   (service), a packages layer with and without torch beside it, and the app
-   layer; all six images come from the same macro, and the release builds the
-   other four. Then one application file changes: only the app layer's digest
-   (and so the config and manifest) changes, and the service's next push
-   uploads only that layer and the config. The change is reverted.
+   may come from the outer build's repository cache), the processing image
+   builds with the digest of this build (another output base). It holds every
+   kind of layer that image.bzl writes: the base, group layers (numpy, pandas,
+   pyarrow; torch's is made by the same rule and action), the packages layer
+   and the app layer; all six images come from the same macro, and the release
+   builds the other five. Then one application file changes: only the app
+   layer's digest (and so the config and manifest) changes, and the image's
+   next push uploads only that layer and the config. The change is reverted.
 2. The release flow, against a real registry with htpasswd (bcrypt)
    authentication on 127.0.0.1, credentials in a Docker config file: each
    refusal with its message, a dry run, the happy path, a push cut half-way
@@ -42,7 +42,7 @@ RUNFILES = Path(os.environ.get("RUNFILES_DIR", Path(__file__).parents[4]))
 MAIN = RUNFILES / "_main"
 RELEASE = MAIN / "tools/release/release"
 # Built from scratch and compared with this build's (see the module docstring).
-REBUILT = {"processing": "jobs/processing", "service": "service"}
+REBUILT = {"processing": "jobs/processing"}
 APP_FILE = "lib/slipway/errors.py"
 USER, PASSWORD = "releaser", "s3cret-pass"
 
@@ -169,10 +169,10 @@ def test_from_scratch_digests_match_and_app_change_touches_only_the_app_layer(
         "run",
         "--color=no",
         "--curses=no",
-        "//service:push",
+        "//jobs/processing:push",
         "--",
         "--repository",
-        f"{repo.registry.host}/scratch/service",
+        f"{repo.registry.host}/scratch/processing",
     ]
     env = {**repo.env, "SLIPWAY_DISK_CACHE": ""}
     done = subprocess.run(push, cwd=repo.path, env=env, capture_output=True, text=True)
@@ -191,7 +191,7 @@ def test_from_scratch_digests_match_and_app_change_touches_only_the_app_layer(
         assert before["layers"][-1] != after["layers"][-1], f"{name}: the app layer did not change"
     assert done.returncode == 0, done.stderr[-4000:]
     uploaded = set(re.findall(r"pushed blob: (sha256:[0-9a-f]{64})", done.stdout + done.stderr))
-    assert uploaded == {second["service"]["layers"][-1], second["service"]["config"]}
+    assert uploaded == {second["processing"]["layers"][-1], second["processing"]["config"]}
 
 
 @pytest.mark.parametrize(
