@@ -132,12 +132,16 @@ def start_service(
     while time.monotonic() < deadline:
         try:
             # Ready first: before the model has loaded, its metadata lists no version.
+            # Each request may reach another worker, and each worker loads the model
+            # itself: one still loading lists no version either, so ask again.
             urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2).close()
             with urllib.request.urlopen(f"{url}/v2/models/{MODEL_NAME}", timeout=2) as answer:
-                model = json.loads(answer.read())
+                versions = json.loads(answer.read()).get("versions") or []
+            if not versions:
+                raise ValueError("a worker still loading the model")
             print(
                 f"image: service ready at {url}, serving {MODEL_NAME} version "
-                f"{', '.join(model.get('versions', [])) or '?'} (container {name}; stop: {stop_hint})"
+                f"{', '.join(versions)} (container {name}; stop: {stop_hint})"
             )
             return 0
         except (OSError, ValueError):
