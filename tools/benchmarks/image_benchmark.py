@@ -36,9 +36,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# The layer groups of image.bzl's DEFAULT_LAYER_GROUPS, in layer order.
-GROUPS = ("torch", "numpy", "pandas", "pyarrow", "scipy")
-LAYER_NAMES = ("base", *GROUPS, "packages", "app")
 # python:3.11-slim (bookworm, linux/amd64) compressed, as Docker Hub lists it
 # (https://hub.docker.com/_/python/tags?name=3.11-slim); not reachable from here.
 SLIM_BYTES = 41_000_000
@@ -66,6 +63,12 @@ def read_images() -> list[dict[str, str]]:
     """The images (tools/image/images.bzl), from //tools/image:images.json in bazel-bin."""
     bazel("build", "//tools/image:images.json")
     return json.loads((ROOT / "bazel-bin/tools/image/images.json").read_text())  # type: ignore[no-any-return]
+
+
+def read_layer_groups() -> list[dict[str, object]]:
+    """image.bzl's DEFAULT_LAYER_GROUPS in layer order, from //tools/image:layer_groups."""
+    bazel("build", "//tools/image:layer_groups")
+    return json.loads((ROOT / "bazel-bin/tools/image/layer_groups.json").read_text())  # type: ignore[no-any-return]
 
 
 def manifest(package: str) -> dict[str, object]:
@@ -192,21 +195,21 @@ def main() -> int:
         f"cold build of the {len(images)} images (after `clean`, repositories fetched): {cold:.0f} s"
     )
     print(f"warm build (nothing changed): {warm:.1f} s\n")
+    layer_groups = read_layer_groups()
+    group_names = [str(group["name"]) for group in layer_groups]
+    layer_names = ["base", *group_names, "packages", "app"]
     groups = {
-        "sha256:"
-        + hashlib.sha256(
-            (ROOT / f"bazel-bin/tools/image/layer_{group}.tar.gz").read_bytes()
-        ).hexdigest(): group
-        for group in GROUPS
+        "sha256:" + hashlib.sha256((ROOT / "bazel-bin" / str(g["layer"])).read_bytes()).hexdigest(): g["name"]
+        for g in layer_groups
     }
     pip_columns = " | pip: packages gzip-6 (MB) | pip on python:3.11-slim (MB) |" if pip else " |"
     print(
         "| image | "
-        + " | ".join(f"{n} layer (MB)" for n in LAYER_NAMES)
+        + " | ".join(f"{n} layer (MB)" for n in layer_names)
         + " | image (MB) | first push (s) | push again (s)"
         + pip_columns
     )
-    print("|---" * (len(LAYER_NAMES) + 4 + (2 if pip else 0)) + "|")
+    print("|---" * (len(layer_names) + 4 + (2 if pip else 0)) + "|")
     for image in images:
         name = image["name"]
         layers = manifest(image["package"])["layers"]  # type: ignore[index]
@@ -219,7 +222,7 @@ def main() -> int:
         }
         cells = [
             mb(sizes[0]),
-            *(mb(held[group]) if group in held else "-" for group in GROUPS),
+            *(mb(held[group]) if group in held else "-" for group in group_names),
             *map(mb, sizes[-2:]),
         ]
         row = (

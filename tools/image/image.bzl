@@ -48,7 +48,9 @@ DEFAULT_LAYER_GROUPS = [
 # Third-party files no image runs: the packages' own test suites (pandas, scipy,
 # pyarrow, numpy, ... ship theirs; ~11 MB compressed in the processing image).
 # Globs over a file's path inside its pip repository.
-DEFAULT_EXCLUDES = ["*/tests/*"]
+# Bytecode (tools/python/bytecode.annotation.json) stays out: it would add tens
+# of MB per image and a non-root container cannot use what it lacks anyway.
+DEFAULT_EXCLUDES = ["*/tests/*", "*/__pycache__/*"]
 
 LayerGroupInfo = provider(
     doc = "A shared layer of the pip repositories whose names match `patterns`.",
@@ -158,6 +160,35 @@ and puts this layer in instead, whenever its binary reaches one of them.
         "src": attr.label(mandatory = True, doc = "A target whose runfiles hold every repository of the group (a py_library that depends on them all)."),
         "exclude": attr.string_list(default = DEFAULT_EXCLUDES, doc = "Globs of paths inside the repositories to leave out."),
         "_layer": attr.label(default = "//tools/image:layer", executable = True, cfg = "exec"),
+    },
+)
+
+def _layer_groups_json_impl(ctx):
+    groups = [target[LayerGroupInfo] for target in ctx.attr.groups]
+    entries = [
+        {
+            "name": group.name,
+            "patterns": group.patterns,
+            "repos": [_apparent(repo) for repo in group.repos],
+            "layer": group.layer.short_path,
+        }
+        for group in groups
+    ]
+    ctx.actions.write(ctx.outputs.out, json.encode_indent(entries, indent = "  ") + "\n")
+    layers = [group.layer for group in groups]
+    return [DefaultInfo(
+        files = depset([ctx.outputs.out]),
+        runfiles = ctx.runfiles(files = [ctx.outputs.out] + layers),
+    )]
+
+layer_groups_json = rule(
+    implementation = _layer_groups_json_impl,
+    doc = "Writes layer groups as a JSON list, in layer order: per group its name, patterns, " +
+          "repositories (apparent names, e.g. `pypi_torch`) and layer (a workspace path). " +
+          "Its runfiles hold the JSON file and the layers.",
+    attrs = {
+        "groups": attr.label_list(mandatory = True, providers = [LayerGroupInfo]),
+        "out": attr.output(mandatory = True, doc = "The JSON file, e.g. layer_groups.json."),
     },
 )
 

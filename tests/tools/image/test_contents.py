@@ -3,7 +3,7 @@
 Reads the built image layouts (no engine, no registry): the processing job has
 no torch layer and no torch file; every other image holds the one
 //tools/image:layer_torch blob right after the base; every layer group's blob
-(torch, numpy, pandas, pyarrow, scipy) is the same in each image that holds it,
+(//tools/image:layer_groups) is the same in each image that holds it,
 and its packages are nowhere else in the image; the service carries none of the
 data, plotting or MLflow-server packages; no layer ships a third-party test
 suite.
@@ -23,14 +23,9 @@ import pytest
 RUNFILES = Path(os.environ.get("RUNFILES_DIR", Path(__file__).parents[4]))
 MAIN = RUNFILES / "_main"
 IMAGES = {i["name"]: i for i in json.loads((MAIN / "tools/image/images.json").read_text())}
-# Layer groups in image.bzl's DEFAULT_LAYER_GROUPS order: name -> its repositories.
-GROUPS = {
-    "torch": {"pypi_torch", "pypi_sympy", "pypi_mpmath", "pypi_networkx"},
-    "numpy": {"pypi_numpy"},
-    "pandas": {"pypi_pandas"},
-    "pyarrow": {"pypi_pyarrow"},
-    "scipy": {"pypi_scipy"},
-}
+# image.bzl's DEFAULT_LAYER_GROUPS in layer order (//tools/image:layer_groups).
+LAYER_GROUPS = json.loads((MAIN / "tools/image/layer_groups.json").read_text())
+GROUPS = {group["name"]: set(group["repos"]) for group in LAYER_GROUPS}
 # Packages a JSON-in, JSON-out model server has no use for.
 NOT_IN_SERVICE = ("pandas", "pyarrow", "scipy", "scikit_learn", "matplotlib", "mlflow")
 
@@ -76,7 +71,7 @@ def repos(name: str) -> set[str]:
 
 @cache
 def group_digest(group: str) -> str:
-    layer = MAIN / f"tools/image/layer_{group}.tar.gz"
+    layer = MAIN / next(g["layer"] for g in LAYER_GROUPS if g["name"] == group)
     return "sha256:" + hashlib.sha256(layer.read_bytes()).hexdigest()
 
 
