@@ -27,6 +27,8 @@ NEEDED = [
     "rm",
     "mv",
     "awk",
+    "df",
+    "stat",
     "flock",
     "python3",
 ]
@@ -114,7 +116,11 @@ def test_config_goes_after_the_command(sandbox: Path, mode: str) -> None:
     ws = sandbox / "ws"
     if mode == "online":
         # bazelisk hands over the real Bazel in BAZEL_REAL; echo shows the argv it would get.
-        env = {"SLIPWAY_BAZEL_MODE": "online", "BAZEL_REAL": shutil.which("echo") or "/bin/echo"}
+        env = {
+            "SLIPWAY_BAZEL_MODE": "online",
+            "BAZEL_REAL": shutil.which("echo") or "/bin/echo",
+            "SLIPWAY_SANDBOX_BASE": "/sandboxes",
+        }
         expected_config = ["--config=online"]
         offline_extra: list[str] = []
     else:
@@ -125,7 +131,11 @@ def test_config_goes_after_the_command(sandbox: Path, mode: str) -> None:
         fake = sandbox / "bin" / "bazel"
         fake.write_text(FAKE_BAZEL)
         fake.chmod(0o755)
-        env = {"SLIPWAY_BAZEL_MODE": "offline", "SLIPWAY_WHEEL_DIR": "/srv/wheels"}
+        env = {
+            "SLIPWAY_BAZEL_MODE": "offline",
+            "SLIPWAY_WHEEL_DIR": "/srv/wheels",
+            "SLIPWAY_SANDBOX_BASE": "/sandboxes",
+        }
         expected_config = ["--config=offline"]
         offline_extra = [
             "--repo_env=PIP_FIND_LINKS=/srv/wheels",
@@ -140,6 +150,7 @@ def test_config_goes_after_the_command(sandbox: Path, mode: str) -> None:
         *expected_config,
         f"--repository_cache={caches}/repository-cache",
         f"--disk_cache={caches}/disk-cache",
+        "--sandbox_base=/sandboxes",
         *offline_extra,
         "//...",
     ]
@@ -153,6 +164,7 @@ def test_cache_settings_and_no_disk_cache(sandbox: Path) -> None:
             "BAZEL_REAL": shutil.which("echo") or "/bin/echo",
             "SLIPWAY_REPOSITORY_CACHE": "/caches/repository",
             "SLIPWAY_DISK_CACHE": "",
+            "SLIPWAY_SANDBOX_BASE": "",
         },
         "build",
         "//...",
@@ -163,8 +175,26 @@ def test_cache_settings_and_no_disk_cache(sandbox: Path) -> None:
         "--config=online",
         "--repository_cache=/caches/repository",
         "--disk_cache=",
+        "--sandbox_base=",
         "//...",
     ]
+
+
+def shm_is_a_large_tmpfs() -> bool:
+    with open("/proc/mounts") as mounts:
+        kinds = {fields[1]: fields[2] for fields in (line.split() for line in mounts)}
+    if kinds.get("/dev/shm") != "tmpfs":
+        return False
+    stats = os.statvfs("/dev/shm")
+    return stats.f_bavail * stats.f_frsize >= 8 * 1024**3
+
+
+def test_sandboxes_go_to_a_large_dev_shm_by_default(sandbox: Path) -> None:
+    env = {"SLIPWAY_BAZEL_MODE": "online", "BAZEL_REAL": shutil.which("echo") or "/bin/echo"}
+    result = run(sandbox, env, "build", "//...")
+    assert result.returncode == 0, result.stderr
+    expected = "/dev/shm" if shm_is_a_large_tmpfs() else ""
+    assert f"--sandbox_base={expected}" in result.stdout.split()
 
 
 def test_commands_without_config_pass_through(sandbox: Path) -> None:

@@ -199,7 +199,8 @@ def main() -> int:
     group_names = [str(group["name"]) for group in layer_groups]
     layer_names = ["base", *group_names, "packages", "app"]
     groups = {
-        "sha256:" + hashlib.sha256((ROOT / "bazel-bin" / str(g["layer"])).read_bytes()).hexdigest(): g["name"]
+        "sha256:"
+        + hashlib.sha256((ROOT / "bazel-bin" / str(g["layer"])).read_bytes()).hexdigest(): g["name"]
         for g in layer_groups
     }
     pip_columns = " | pip: packages gzip-6 (MB) | pip on python:3.11-slim (MB) |" if pip else " |"

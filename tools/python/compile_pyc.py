@@ -46,7 +46,11 @@ def main(argv: list[str]) -> int:
         return 1
     out_root, srcs = argv[0], argv[1:]
     for src in srcs:
-        out = output_path(out_root, src)
+        try:
+            out = output_path(out_root, src)
+        except ValueError as err:
+            print(f"compile_pyc: {err}", file=sys.stderr)
+            return 1
         try:
             py_compile.compile(
                 src,
