@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -112,13 +113,21 @@ def sources_copy() -> Callable[[Path], Path]:
 
 
 def remove_output_base(bazel: list[str], cwd: Path) -> None:
-    """Shuts a nested Bazel down and deletes its output base (gigabytes of outputs)."""
+    """Shuts a nested Bazel down and deletes its output base (gigabytes of outputs).
+
+    Also its sandbox folder, which Bazel keeps outside the output base when
+    tools/bazel sets --sandbox_base (in /dev/shm: memory until a reboot):
+    `<sandbox base>/bazel-sandbox.<sha256 of the output base path>`.
+    """
     info = subprocess.run([*bazel, "info", "output_base"], cwd=cwd, capture_output=True, text=True)
     subprocess.run([*bazel, "shutdown"], cwd=cwd, capture_output=True)
     base = Path(info.stdout.strip())
     if info.returncode == 0 and base.is_dir():
         subprocess.run(["chmod", "-R", "u+w", str(base)], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+        name = "bazel-sandbox." + hashlib.sha256(str(base).encode()).hexdigest()
+        for sandbox_base in {"/dev/shm", os.environ.get("SLIPWAY_SANDBOX_BASE") or "/dev/shm"}:
+            shutil.rmtree(Path(sandbox_base) / name, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,13 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 keep=${1:-}
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/slipway-bench.XXXXXX")
 cleanup() {
+  local output_base
+  output_base=$(cd "$scratch/clone" 2>/dev/null && tools/bazel --output_user_root="$scratch/output" info output_base 2>/dev/null) || true
   (cd "$scratch/clone" 2>/dev/null && tools/bazel --output_user_root="$scratch/output" shutdown >/dev/null 2>&1) || true
+  # tools/bazel may put the sandboxes in /dev/shm, outside the output base.
+  if [ -n "$output_base" ]; then
+    rm -rf "/dev/shm/bazel-sandbox.$(printf %s "$output_base" | sha256sum | cut -d' ' -f1)"
+  fi
   if [ "$keep" != --keep ]; then rm -rf "$scratch"; fi
 }
 trap cleanup EXIT
