@@ -48,8 +48,8 @@ DEFAULT_LAYER_GROUPS = [
 # Third-party files no image runs: the packages' own test suites (pandas, scipy,
 # pyarrow, numpy, ... ship theirs; ~11 MB compressed in the processing image).
 # Globs over a file's path inside its pip repository.
-# Bytecode (tools/python/bytecode.annotation.json) stays out: it would add tens
-# of MB per image and a non-root container cannot use what it lacks anyway.
+# The build's bytecode (tools/python/bytecode.annotation.json) stays out too:
+# tens of MB per image; a container compiles what it imports instead.
 DEFAULT_EXCLUDES = ["*/tests/*", "*/__pycache__/*"]
 
 LayerGroupInfo = provider(
