@@ -39,3 +39,21 @@ source_subset = rule(
         "exclude_extensions": attr.string_list(doc = "File name endings to leave out, e.g. .md."),
     },
 )
+
+def package_srcs(subpackages = []):
+    """`srcs`: this package's files and its subpackages' `srcs`, for //:srcs.
+
+    The last target of every BUILD.bazel (Bazel's own repository uses the same
+    pattern); //:srcs gathers them into the repository's sources. Bytecode is
+    left out, as .gitignore does: a job run outside a sandbox (MLflow saves a
+    model from code) writes `__pycache__` folders into the work tree, which
+    would otherwise change //:srcs and rerun the nested-Bazel tests.
+
+    Args:
+        subpackages: labels of the `srcs` of packages below this one.
+    """
+    native.filegroup(
+        name = "srcs",
+        srcs = native.glob(["**"], exclude = ["**/__pycache__/**"]) + subpackages,
+        visibility = ["//:__subpackages__"],
+    )
