@@ -40,8 +40,8 @@ source_subset = rule(
     },
 )
 
-def package_srcs(subpackages = []):
-    """`srcs`: this package's files and its subpackages' `srcs`, for //:srcs.
+def package_srcs(name = "srcs", subpackages = []):
+    """`name`: this package's files and its subpackages' `srcs`, for //:srcs.
 
     The last target of every BUILD.bazel (Bazel's own repository uses the same
     pattern); //:srcs gathers them into the repository's sources. Bytecode is
@@ -50,10 +50,11 @@ def package_srcs(subpackages = []):
     would otherwise change //:srcs and rerun the nested-Bazel tests.
 
     Args:
+        name: the filegroup's name; //:srcs expects the default, `srcs`.
         subpackages: labels of the `srcs` of packages below this one.
     """
     native.filegroup(
-        name = "srcs",
+        name = name,
         srcs = native.glob(["**"], exclude = ["**/__pycache__/**"]) + subpackages,
         visibility = ["//:__subpackages__"],
     )

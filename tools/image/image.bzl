@@ -46,11 +46,22 @@ DEFAULT_LAYER_GROUPS = [
 ]
 
 # Third-party files no image runs: the packages' own test suites (pandas, scipy,
-# pyarrow, numpy, ... ship theirs; ~11 MB compressed in the processing image).
-# Globs over a file's path inside its pip repository.
-# The build's bytecode (tools/python/bytecode.annotation.json) stays out too:
-# tens of MB per image; a container compiles what it imports instead.
-DEFAULT_EXCLUDES = ["*/tests/*", "*/__pycache__/*"]
+# pyarrow, numpy, ... ship theirs; ~11 MB compressed in the processing image),
+# and torch's C++ tests, test programs, protoc and C++ headers (~49 MB
+# compressed). The headers serve only C++ extensions and torch.compile's C++
+# backend, which no image here uses; an image that does passes its own
+# `exclude`. Globs over a file's path inside its pip repository.
+# The build's bytecode (tools/python/bytecode.annotation.json) goes in: a
+# non-root container cannot write it, so without it every start compiles
+# torch, MLflow, pandas, ... again.
+DEFAULT_EXCLUDES = [
+    "*/tests/*",
+    "*/torch/test/*",
+    "*/torch/bin/test_*",
+    "*/torch/bin/*Test",
+    "*/torch/bin/protoc*",
+    "*/torch/include/*",
+]
 
 LayerGroupInfo = provider(
     doc = "A shared layer of the pip repositories whose names match `patterns`.",

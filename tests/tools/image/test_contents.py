@@ -6,7 +6,8 @@ no torch layer and no torch file; every other image holds the one
 (//tools/image:layer_groups) is the same in each image that holds it,
 and its packages are nowhere else in the image; the service carries none of the
 data, plotting or MLflow-server packages; no layer ships a third-party test
-suite.
+suite, nor torch's C++ tests, test programs or headers; the build's bytecode
+of the heavy packages is in (a non-root container cannot write it).
 """
 
 from __future__ import annotations
@@ -114,3 +115,13 @@ def test_no_third_party_test_suites(name: str) -> None:
     for digest in runfiles_layers(name):
         suites = [n for n in names(digest) if "/tests/" in n and "/main.runfiles/_main/" not in n]
         assert not suites[:3], digest
+
+
+def test_torch_layer_holds_bytecode_and_no_cpp_tests_or_headers() -> None:
+    paths = names(group_digest("torch"))
+    site = "/site-packages/torch/"
+    assert any(p.endswith(site + "__pycache__/__init__.cpython-311.pyc") for p in paths)
+    assert any(p.endswith(site + "bin/torch_shm_manager") for p in paths)  # used at run time
+    for left_out in ("test/", "include/", "bin/test_", "bin/protoc"):
+        found = [p for p in paths if site + left_out in p]
+        assert not found[:3], left_out
