@@ -53,7 +53,8 @@ DEFAULT_LAYER_GROUPS = [
 # `exclude`. Globs over a file's path inside its pip repository.
 # The build's bytecode (tools/python/bytecode.annotation.json) goes in: a
 # non-root container cannot write it, so without it every start compiles
-# torch, MLflow, pandas, ... again.
+# torch, MLflow, ... again (tools/image/BUILD.bazel's numpy, pandas, pyarrow
+# and scipy groups leave it out, for the processing image's size).
 DEFAULT_EXCLUDES = [
     "*/tests/*",
     "*/torch/test/*",

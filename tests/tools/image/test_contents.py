@@ -7,7 +7,8 @@ no torch layer and no torch file; every other image holds the one
 and its packages are nowhere else in the image; the service carries none of the
 data, plotting or MLflow-server packages; no layer ships a third-party test
 suite, nor torch's C++ tests, test programs or headers; the build's bytecode
-of the heavy packages is in (a non-root container cannot write it).
+of torch is in (a non-root container cannot write it), that of the processing
+image's groups (numpy, pandas, pyarrow, scipy) out, for that image's size.
 """
 
 from __future__ import annotations
@@ -125,3 +126,10 @@ def test_torch_layer_holds_bytecode_and_no_cpp_tests_or_headers() -> None:
     for left_out in ("test/", "include/", "bin/test_", "bin/protoc"):
         found = [p for p in paths if site + left_out in p]
         assert not found[:3], left_out
+
+
+@pytest.mark.parametrize("group", ["numpy", "pandas", "pyarrow", "scipy"])
+def test_processing_groups_leave_bytecode_out(group: str) -> None:
+    paths = names(group_digest(group))
+    assert any(p.endswith(f"/site-packages/{group}/__init__.py") for p in paths)
+    assert not [p for p in paths if "/__pycache__/" in p][:3]
