@@ -47,14 +47,16 @@ DEFAULT_LAYER_GROUPS = [
 
 # Third-party files no image runs: the packages' own test suites (pandas, scipy,
 # pyarrow, numpy, ... ship theirs; ~11 MB compressed in the processing image),
-# and torch's C++ tests, test programs, protoc and C++ headers (~49 MB
-# compressed). The headers serve only C++ extensions and torch.compile's C++
-# backend, which no image here uses; an image that does passes its own
-# `exclude`. Globs over a file's path inside its pip repository.
+# torch's C++ tests, test programs, protoc and C++ headers (~49 MB compressed),
+# and what only compiling extensions against a package uses: pyarrow's C++
+# headers and sources and every package's Cython sources (~1.7 MB in the
+# processing image). An image that builds extensions at run time (torch's C++
+# extensions, torch.compile's C++ backend) passes its own `exclude`. Globs over
+# a file's path inside its pip repository.
 # The build's bytecode (tools/python/bytecode.annotation.json) goes in: a
 # non-root container cannot write it, so without it every start compiles
-# torch, MLflow, ... again (tools/image/BUILD.bazel's numpy, pandas, pyarrow
-# and scipy groups leave it out, for the processing image's size).
+# torch, MLflow, ... again (tools/image/BUILD.bazel's numpy and scipy groups
+# leave it out, for the processing image's size).
 DEFAULT_EXCLUDES = [
     "*/tests/*",
     "*/torch/test/*",
@@ -62,6 +64,11 @@ DEFAULT_EXCLUDES = [
     "*/torch/bin/*Test",
     "*/torch/bin/protoc*",
     "*/torch/include/*",
+    "*/pyarrow/include/*",
+    "*/pyarrow/src/*",
+    "*.pyx",
+    "*.pxd",
+    "*.pxi",
 ]
 
 LayerGroupInfo = provider(

@@ -7,8 +7,9 @@ no torch layer and no torch file; every other image holds the one
 and its packages are nowhere else in the image; the service carries none of the
 data, plotting or MLflow-server packages; no layer ships a third-party test
 suite, nor torch's C++ tests, test programs or headers; the build's bytecode
-of torch is in (a non-root container cannot write it), that of the processing
-image's groups (numpy, pandas, pyarrow, scipy) out, for that image's size.
+of torch, pandas and pyarrow is in (a non-root container cannot write it),
+numpy's and scipy's out (the processing image's size); pyarrow's C++ headers
+and sources and the Cython sources are out.
 """
 
 from __future__ import annotations
@@ -128,8 +129,26 @@ def test_torch_layer_holds_bytecode_and_no_cpp_tests_or_headers() -> None:
         assert not found[:3], left_out
 
 
-@pytest.mark.parametrize("group", ["numpy", "pandas", "pyarrow", "scipy"])
-def test_processing_groups_leave_bytecode_out(group: str) -> None:
+@pytest.mark.parametrize(
+    ("group", "bytecode"),
+    [("numpy", False), ("pandas", True), ("pyarrow", True), ("scipy", False)],
+)
+def test_processing_groups_bytecode(group: str, bytecode: bool) -> None:
     paths = names(group_digest(group))
     assert any(p.endswith(f"/site-packages/{group}/__init__.py") for p in paths)
-    assert not [p for p in paths if "/__pycache__/" in p][:3]
+    found = [
+        p
+        for p in paths
+        if p.endswith(f"/site-packages/{group}/__pycache__/__init__.cpython-311.pyc")
+    ]
+    assert bool(found) == bytecode
+
+
+def test_pyarrow_layer_has_no_headers_or_cython_sources() -> None:
+    paths = names(group_digest("pyarrow"))
+    site = "/site-packages/pyarrow/"
+    assert any(p.endswith(site + "libarrow_python.so") for p in paths)
+    for left_out in ("include/", "src/", "includes/"):
+        found = [p for p in paths if site + left_out in p]
+        assert not found[:3], left_out
+    assert not [p for p in paths if p.endswith((".pyx", ".pxd", ".pxi"))][:3]
