@@ -261,6 +261,10 @@ def start_mlflow_server() -> Iterator[Callable[..., MlflowServer]]:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=root,
+                # MLflow 3's server otherwise also starts a job runner for its GenAI
+                # features (eight more processes, ~25 s of CPU per server, and a
+                # folder in /dev/shm left behind); the registry needs none of it.
+                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
                 start_new_session=True,
             )
         server = MlflowServer(proc=proc, uri=f"http://127.0.0.1:{port}", log_path=log_path)
