@@ -24,6 +24,13 @@ def py_pytest_test(name, srcs, deps = [], data = [], args = [], **kwargs):
 
     # The file named after the target, wherever the formatter sorted it.
     main_src = name + ".py" if name + ".py" in srcs else srcs[0]
+
+    # Outside the sandbox, runfiles links lead into the work tree, and Python
+    # (or MLflow, which imports a model's code file by its real path) would
+    # write __pycache__ there: that changes the package's globs, and the next
+    # build reloads and re-analyses it. The pip packages' bytecode is built.
+    if "no-sandbox" in kwargs.get("tags", []):
+        kwargs["env"] = {"PYTHONDONTWRITEBYTECODE": "1"} | kwargs.get("env", {})
     py_test(
         name = name,
         srcs = srcs + [Label("//tools:pytest_main.py")],
