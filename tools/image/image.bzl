@@ -3,6 +3,7 @@
     py_image(name = "image", binary = ":training", image_name = "training")
 
 makes, in the calling package:
+    :binary          an alias of `binary` (what the image runs)
     :layers          the binary's runfiles as layers: one per layer group its
                      runfiles reach (e.g. torch), then the other third-party
                      packages, then the application (.tar.gz files, in order)
@@ -280,6 +281,7 @@ def py_image(name, binary, image_name, env = {}, exposed_ports = [], kind = "job
     """
     if visibility == None:
         visibility = ["//jobs/pipelines:__pkg__", "//tests:__subpackages__"]
+    native.alias(name = "binary", actual = binary, visibility = visibility)
     image_layers(name = "layers", binary = binary, layer_groups = layer_groups, visibility = visibility)
     oci_image(
         name = "oci_image",

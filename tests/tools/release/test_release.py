@@ -17,10 +17,15 @@ output base; the first build in it is from scratch, so it serves two checks:
    refusal with its message, a dry run, the happy path, a push cut half-way
    (the registry stops) and resumed by the same command, and the immutability
    of a release tag in the registry. These builds reuse the outer build's disk
-   cache (SLIPWAY_DISK_CACHE, inherited) and the first check's outputs.
+   cache (SLIPWAY_DISK_CACHE, inherited), the first check's outputs, and the
+   outer build's pip repositories: the copy's user.bazelrc overrides each one
+   the images' binaries reach with the outer build's folder of it (found
+   through this test's runfiles), so that about 90 `pip` runs of rules_python's
+   `whl_library` are not repeated. They are made from requirements_lock.txt,
+   which this test copies, so they are the ones the copy would fetch.
 
-One Bazel for both: a second output base would fetch and extract every pip
-repository again (minutes on 2 cores). Tests run in file order and share the
+One Bazel for both: a second output base would fetch and extract the pip
+repositories of the first check again. Tests run in file order and share the
 repository; the from-scratch check must come first.
 """
 
@@ -122,6 +127,43 @@ def repo(
     nested_bazel_cleanup(["env", f"HOME={base / 'home'}", str(copy / "tools/bazel")], copy)
 
 
+def outer_pip_repositories() -> dict[str, Path]:
+    """The outer build's pip repositories in this test's runfiles: canonical name -> folder.
+
+    A runfiles folder `<canonical name>/` (e.g. `rules_python~~pip~pypi_torch`)
+    holds links to files in the outer build's `external/<canonical name>/`.
+    """
+    found: dict[str, Path] = {}
+    for entry in sorted(RUNFILES.iterdir()):
+        if not re.search(r"[~+]pypi_\w+$", entry.name) or not entry.is_dir():
+            continue
+        for root, _, files in os.walk(entry):
+            if files:
+                real = Path(os.path.realpath(Path(root) / files[0]))
+                folder = next((p for p in real.parents if p.name == entry.name), None)
+                if folder is not None and (folder / "REPO.bazel").is_file():
+                    found[entry.name] = folder
+                break
+    return found
+
+
+@pytest.fixture(scope="module")
+def outer_repositories(repo: Repo) -> None:
+    """Points the copy's Bazel at the outer pip repositories (after the from-scratch check)."""
+    repositories = outer_pip_repositories()
+    assert len(repositories) > 50, f"expected the images' pip repositories, found {repositories}"
+    lines = [f"common --override_repository={name}={path}" for name, path in repositories.items()]
+    (repo.path / "user.bazelrc").write_text(
+        "# test_release: the outer build's pip repositories (see the test's docstring).\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+# The release checks: they come after the from-scratch check.
+release_check = pytest.mark.usefixtures("outer_repositories")
+
+
 def layout(root: Path) -> dict[str, Any]:
     """Manifest digest, layer digests and config digest of an image layout."""
     index = json.loads((root / "index.json").read_text())
@@ -205,6 +247,7 @@ def test_from_scratch_digests_match_and_app_change_touches_only_the_app_layer(
         ("0.1.0-rc.1", "version 0.1.0-rc.1 is not greater than the last release v0.1.0"),
     ],
 )
+@release_check
 def test_refusals_name_the_problem(repo: Repo, version: str, message: str) -> None:
     done = repo.release("--version", version, "--deploy")
     assert done.returncode == 1
@@ -212,6 +255,7 @@ def test_refusals_name_the_problem(repo: Repo, version: str, message: str) -> No
     assert repo.git("tag", "--list") == "v0.1.0"  # no tag made by a refused release
 
 
+@release_check
 def test_refuses_a_dirty_tree(repo: Repo) -> None:
     (repo.path / "README.md").write_text("changed\n")
     try:
@@ -222,6 +266,7 @@ def test_refuses_a_dirty_tree(repo: Repo) -> None:
         repo.git("checkout", "README.md")
 
 
+@release_check
 def test_dry_run_changes_nothing(repo: Repo) -> None:
     done = repo.release("--version", "0.2.0", "--deploy", "--dry-run")
     assert done.returncode == 0, done.stderr
@@ -232,6 +277,7 @@ def test_dry_run_changes_nothing(repo: Repo) -> None:
     assert repo.git("tag", "--list", "v0.2.0") == ""
 
 
+@release_check
 def test_release_pushes_every_image_with_its_tags(
     repo: Repo, image_list: list[dict[str, str]]
 ) -> None:
@@ -262,6 +308,7 @@ def test_release_pushes_every_image_with_its_tags(
     assert refused.returncode != 0 and "UNAUTHORIZED" in refused.stderr.upper()
 
 
+@release_check
 def test_a_push_cut_half_way_is_finished_by_the_same_command(
     repo: Repo, image_list: list[dict[str, str]]
 ) -> None:
@@ -293,6 +340,7 @@ def test_a_push_cut_half_way_is_finished_by_the_same_command(
         assert "0.3.0" in tags and "0.3" in tags, image["name"]
 
 
+@release_check
 def test_a_release_tag_in_the_registry_is_never_overwritten(repo: Repo) -> None:
     # The processing job's own file: its image (and pipelines', which runs it)
     # changes, the other images need no rebuild.
