@@ -35,15 +35,18 @@ LAUNCHER = "/app/main"
 UNSTAMPED_TAG = "dev"
 
 # The groups every py_image uses unless told otherwise, in layer order: torch
-# (~190 MB compressed), then the data packages that five or six of the images
-# hold. Each is one blob in every image that holds it: built, pushed, stored
-# and pulled once.
+# (~160 MB compressed), the data packages that five or six of the images hold,
+# the MLflow client (five), matplotlib (two). Each is one blob in every image
+# that holds it: built, pushed, stored and pulled once.
 DEFAULT_LAYER_GROUPS = [
     Label("//tools/image:layer_torch"),
     Label("//tools/image:layer_numpy"),
     Label("//tools/image:layer_pandas"),
     Label("//tools/image:layer_pyarrow"),
     Label("//tools/image:layer_scipy"),
+    Label("//tools/image:layer_scikit_learn"),
+    Label("//tools/image:layer_mlflow_skinny"),
+    Label("//tools/image:layer_matplotlib"),
 ]
 
 # Third-party files no image runs: the packages' own test suites (pandas, scipy,

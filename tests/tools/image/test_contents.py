@@ -1,10 +1,10 @@
 """What each image carries: only its binary's runfiles, large packages in shared layers.
 
 Reads the built image layouts (no engine, no registry): the processing job has
-no torch layer and no torch file; every other image holds the one
-//tools/image:layer_torch blob right after the base; every layer group's blob
-(//tools/image:layer_groups) is the same in each image that holds it,
-and its packages are nowhere else in the image; the service carries none of the
+no torch layer and no torch file, nor the MLflow client's layer; every other
+image holds the one //tools/image:layer_torch blob right after the base; every
+layer group's blob (//tools/image:layer_groups) is the same in each image that
+holds it, and its packages are nowhere else in the image; the service carries none of the
 data, plotting or MLflow-server packages; no layer ships a third-party test
 suite, nor torch's C++ tests, test programs or headers; the build's bytecode
 of torch, pandas and pyarrow is in (a non-root container cannot write it),
@@ -83,6 +83,14 @@ def test_processing_has_no_torch() -> None:
     assert group_digest("torch") not in layers
     assert "pypi_torch" not in repos("processing")
     assert {"pypi_pandas", "pypi_pyarrow", "pypi_numpy"} <= repos("processing")
+
+
+def test_processing_has_no_mlflow_client_layer() -> None:
+    # The group holds common packages (packaging, requests, ...): if the
+    # processing job reached one of them, it would get the whole layer.
+    layers = [layer["digest"] for layer in manifest("processing")["layers"]]
+    assert group_digest("mlflow_skinny") not in layers
+    assert group_digest("scikit_learn") in layers
 
 
 @pytest.mark.parametrize("name", sorted(set(IMAGES) - {"processing"}))
