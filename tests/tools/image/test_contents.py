@@ -4,12 +4,12 @@ Reads the built image layouts (no engine, no registry): the processing job has
 no torch layer and no torch file, nor the MLflow client's layer; every other
 image holds the one //tools/image:layer_torch blob right after the base; every
 layer group's blob (//tools/image:layer_groups) is the same in each image that
-holds it, and its packages are nowhere else in the image; the service carries none of the
-data, plotting or MLflow-server packages; no layer ships a third-party test
-suite, nor torch's C++ tests, test programs or headers; the build's bytecode
-of torch, pandas and pyarrow is in (a non-root container cannot write it),
-numpy's and scipy's out (the processing image's size); pyarrow's C++ headers
-and sources and the Cython sources are out.
+holds it, and its packages are nowhere else in the image; the service carries
+none of the data, plotting or MLflow-server packages; no layer ships a
+third-party test suite, nor torch's C++ tests, test programs or headers; the
+build's bytecode of torch, pandas and pyarrow is in (a non-root container
+cannot write it), numpy's and scipy's out (the processing image's size);
+pyarrow's C++ headers and sources and the Cython sources are out.
 """
 
 from __future__ import annotations
