@@ -20,34 +20,27 @@ makes, in the calling package:
 An image carries only its binary's runfiles. Large dependencies get layers of
 their own through layer groups (the idea of rules_py's `py_image_layer`
 `layer_groups`): a `layer_group` target names pip repositories by pattern and
-builds their layer once, so every image that holds them shares the same blob;
-an image whose binary does not reach a group has no layer for it. A team adds
-its own group with one `layer_group` target and passes it in `layer_groups`.
+builds their layer once, so every image that holds them shares the same blob.
+An image lists the groups its binary reaches (`layer_groups`, names from
+layer_groups.bzl) and only those are in its build graph: the processing image
+does not depend on torch, so building it fetches no torch. The build fails
+when the list and what the binary reaches differ. A team adds its own group
+with one `layer_group` target and passes its label in `layer_groups`.
 """
 
 load("@aspect_bazel_lib//lib:expand_template.bzl", "expand_template")
 load("@bazel_skylib//rules:common_settings.bzl", "BuildSettingInfo")
 load("@rules_oci//oci:defs.bzl", "oci_image", "oci_load", "oci_push")
 load("@rules_python//python:defs.bzl", "py_binary")
+load(":layer_groups.bzl", "LAYER_GROUPS")
 
 # Where the launcher sits in every image; its runfiles are `<root>.runfiles/`.
 LAUNCHER = "/app/main"
 UNSTAMPED_TAG = "dev"
 
-# The groups every py_image uses unless told otherwise, in layer order: torch
-# (~160 MB compressed), the data packages that five or six of the images hold,
-# the MLflow client (five), matplotlib (two). Each is one blob in every image
-# that holds it: built, pushed, stored and pulled once.
-DEFAULT_LAYER_GROUPS = [
-    Label("//tools/image:layer_torch"),
-    Label("//tools/image:layer_numpy"),
-    Label("//tools/image:layer_pandas"),
-    Label("//tools/image:layer_pyarrow"),
-    Label("//tools/image:layer_scipy"),
-    Label("//tools/image:layer_scikit_learn"),
-    Label("//tools/image:layer_mlflow_skinny"),
-    Label("//tools/image:layer_matplotlib"),
-]
+# Every group of layer_groups.bzl, in layer order: the image tests read them
+# (//tools/image:layer_groups), and a py_image without a list of its own gets them.
+DEFAULT_LAYER_GROUPS = [Label("//tools/image:layer_" + name) for name in LAYER_GROUPS]
 
 # Third-party files no image runs: the packages' own test suites (pandas, scipy,
 # pyarrow, numpy, ... ship theirs; ~11 MB compressed in the processing image),
@@ -98,6 +91,9 @@ def _empty_line(path):
 def _apparent(repo):
     # `rules_python~0.22.1~pip~pypi_torch` (Bazel 7) or `...+pypi_torch` (Bazel 8) -> pypi_torch
     return repo.replace("+", "~").split("~")[-1]
+
+def _label(label):
+    return "//%s:%s" % (label.package, label.name)
 
 def _matches(repo, patterns):
     name = _apparent(repo)
@@ -219,10 +215,19 @@ def _image_layers_impl(ctx):
     runfiles = ctx.attr.binary[DefaultInfo].default_runfiles
     layers = []
     grouped = []
+    listed = {}
     for target in ctx.attr.layer_groups:
         group = target[LayerGroupInfo]
+        listed[group.name] = True
         reached = _repos(runfiles, group.patterns)
         if not reached:
+            if ctx.attr.exact:
+                fail("%s does not reach layer group %s (%s): remove it from layer_groups of the py_image in //%s" % (
+                    _label(ctx.attr.binary.label),
+                    group.name,
+                    ", ".join(group.patterns),
+                    ctx.label.package,
+                ))
             continue
         missing = [r for r in reached if r not in group.repos]
         if missing:
@@ -234,6 +239,18 @@ def _image_layers_impl(ctx):
             ))
         layers.append(group.layer)
         grouped += group.patterns
+
+    # A group the image does not list would go into its packages layer whole.
+    for name, patterns in ctx.attr.known_groups.items():
+        reached = [] if name in listed else _repos(runfiles, patterns)
+        if reached:
+            fail("%s reaches %s, of layer group %s: add \"%s\" to layer_groups of the py_image in //%s" % (
+                _label(ctx.attr.binary.label),
+                ", ".join([_apparent(r) for r in reached]),
+                name,
+                name,
+                ctx.label.package,
+            ))
     for select in ["packages", "app"]:
         out = ctx.actions.declare_file("%s_%s.tar.gz" % (ctx.label.name, select))
         _write_layer(ctx, ctx.attr.binary, out, select, grouped if select == "packages" else [], ctx.attr.exclude)
@@ -245,7 +262,9 @@ image_layers = rule(
     doc = "A py_binary's runfiles as ordered layers: its layer groups, other packages, the app.",
     attrs = {
         "binary": attr.label(mandatory = True, executable = True, cfg = "target"),
-        "layer_groups": attr.label_list(providers = [LayerGroupInfo]),
+        "layer_groups": attr.label_list(providers = [LayerGroupInfo], doc = "The groups whose layers the image holds, in layer order."),
+        "exact": attr.bool(doc = "Fail when the binary does not reach a group of `layer_groups`."),
+        "known_groups": attr.string_list_dict(doc = "Group name -> patterns of groups the binary must not reach unless listed."),
         "exclude": attr.string_list(default = DEFAULT_EXCLUDES, doc = "Globs of third-party paths (inside their repository) to leave out."),
         "_layer": attr.label(default = "//tools/image:layer", executable = True, cfg = "exec"),
     },
@@ -266,7 +285,7 @@ image_repository = rule(
     },
 )
 
-def py_image(name, binary, image_name, env = {}, exposed_ports = [], kind = "job", layer_groups = DEFAULT_LAYER_GROUPS, visibility = None):
+def py_image(name, binary, image_name, env = {}, exposed_ports = [], kind = "job", layer_groups = None, visibility = None):
     """Image, push, load and run targets for one py_binary (see the module docstring).
 
     Args:
@@ -277,15 +296,31 @@ def py_image(name, binary, image_name, env = {}, exposed_ports = [], kind = "job
         exposed_ports: e.g. ["8080/tcp"].
         kind: "job" (`:image` runs it in the foreground) or "service"
             (`:image` starts it detached and prints its URL).
-        layer_groups: layer_group targets whose packages get shared layers
-            of their own (default: torch); add a team's own large packages here.
+        layer_groups: the layer groups the binary reaches: names from
+            layer_groups.bzl (e.g. "torch"; layered in that file's order),
+            or labels of a team's own layer_group targets (layered last). The build fails when the binary reaches a
+            group of layer_groups.bzl that is not listed, or does not reach
+            one that is. Default: every group of layer_groups.bzl, those the
+            binary does not reach skipped (all of them in the build graph).
         visibility: of the targets; default: the tests, and //jobs/pipelines
             (its KFP compiler pins the images' digests).
     """
     if visibility == None:
         visibility = ["//jobs/pipelines:__pkg__", "//tests:__subpackages__"]
     native.alias(name = "binary", actual = binary, visibility = visibility)
-    image_layers(name = "layers", binary = binary, layer_groups = layer_groups, visibility = visibility)
+    image_layers(
+        name = "layers",
+        binary = binary,
+        # Layers in layer_groups.bzl's order (so that images agree), a team's own last.
+        layer_groups = DEFAULT_LAYER_GROUPS if layer_groups == None else [
+            Label("//tools/image:layer_" + group)
+            for group in LAYER_GROUPS
+            if group in layer_groups
+        ] + [group for group in layer_groups if group not in LAYER_GROUPS],
+        exact = layer_groups != None,
+        known_groups = LAYER_GROUPS,
+        visibility = visibility,
+    )
     oci_image(
         name = "oci_image",
         base = "//tools/image/base",
