@@ -102,14 +102,18 @@ def _matches(repo, patterns):
             return True
     return False
 
-def _repos(runfiles, patterns):
-    """Names of the external repositories of `runfiles` that match `patterns`, sorted."""
+def _runfiles_repos(runfiles):
+    """The external repositories that `runfiles` hold files of (one pass: ~20,000 files with torch)."""
     found = {}
     for f in runfiles.files.to_list():
         repo = f.owner.workspace_name if f.owner else ""
-        if repo and repo not in found and _matches(repo, patterns):
+        if repo:
             found[repo] = True
-    return sorted(found.keys())
+    return found.keys()
+
+def _repos(repos, patterns):
+    """The names of `repos` that match `patterns`, sorted."""
+    return sorted([repo for repo in repos if _matches(repo, patterns)])
 
 def _write_layer(ctx, target, out, select, patterns, exclude):
     """One action: the `select` class of `target`'s runfiles as the layer `out`."""
@@ -146,7 +150,7 @@ def _write_layer(ctx, target, out, select, patterns, exclude):
 
 def _layer_group_impl(ctx):
     out = ctx.actions.declare_file(ctx.label.name + ".tar.gz")
-    repos = _repos(ctx.attr.src[DefaultInfo].default_runfiles, ctx.attr.patterns)
+    repos = _repos(_runfiles_repos(ctx.attr.src[DefaultInfo].default_runfiles), ctx.attr.patterns)
     if not repos:
         fail("%s: no repository in the runfiles of %s matches %s" % (ctx.label, ctx.attr.src.label, ctx.attr.patterns))
     _write_layer(ctx, ctx.attr.src, out, "group", ctx.attr.patterns, ctx.attr.exclude)
@@ -212,14 +216,14 @@ layer_groups_json = rule(
 )
 
 def _image_layers_impl(ctx):
-    runfiles = ctx.attr.binary[DefaultInfo].default_runfiles
+    repos = _runfiles_repos(ctx.attr.binary[DefaultInfo].default_runfiles)
     layers = []
     grouped = []
     listed = {}
     for target in ctx.attr.layer_groups:
         group = target[LayerGroupInfo]
         listed[group.name] = True
-        reached = _repos(runfiles, group.patterns)
+        reached = _repos(repos, group.patterns)
         if not reached:
             if ctx.attr.exact:
                 fail("%s does not reach layer group %s (%s): remove it from layer_groups of the py_image in //%s" % (
@@ -232,7 +236,7 @@ def _image_layers_impl(ctx):
         missing = [r for r in reached if r not in group.repos]
         if missing:
             fail("%s reaches %s, which layer group %s (%s) does not hold: make its src depend on them" % (
-                ctx.attr.binary.label,
+                _label(ctx.attr.binary.label),
                 ", ".join(missing),
                 group.name,
                 target.label,
@@ -242,7 +246,7 @@ def _image_layers_impl(ctx):
 
     # A group the image does not list would go into its packages layer whole.
     for name, patterns in ctx.attr.known_groups.items():
-        reached = [] if name in listed else _repos(runfiles, patterns)
+        reached = [] if name in listed else _repos(repos, patterns)
         if reached:
             fail("%s reaches %s, of layer group %s: add \"%s\" to layer_groups of the py_image in //%s" % (
                 _label(ctx.attr.binary.label),
