@@ -1,32 +1,20 @@
-"""tools/release, and reproducible images: one nested Bazel in a throwaway git repository.
+"""tools/release: the release flow, in a nested Bazel in a throwaway git repository.
 
-The repository is a copy of the sources (//:build_srcs). Its Bazel has its own
-output base; the first build in it is from scratch, so it serves two checks:
+The repository is a copy of the sources (//:build_srcs) with its own output
+base. The release flow runs against a real registry with htpasswd (bcrypt)
+authentication on 127.0.0.1, credentials in a Docker config file: each refusal
+with its message, a dry run, the happy path, a push cut half-way (the registry
+stops) and resumed by the same command, and the immutability of a release tag
+in the registry. Tests run in file order and share the repository.
 
-1. Reproducible images, from scratch: with no disk cache (only the downloads
-   may come from the outer build's repository cache), the processing image
-   builds with the digest of this build (another output base). It holds every
-   kind of layer that image.bzl writes: the base, group layers (numpy, pandas,
-   pyarrow; torch's is made by the same rule and action), the packages layer
-   and the app layer; all six images come from the same macro, and the release
-   builds the other five. Then one application file changes: only the app
-   layer's digest (and so the config and manifest) changes, and the image's
-   next push uploads only that layer and the config. The change is reverted.
-2. The release flow, against a real registry with htpasswd (bcrypt)
-   authentication on 127.0.0.1, credentials in a Docker config file: each
-   refusal with its message, a dry run, the happy path, a push cut half-way
-   (the registry stops) and resumed by the same command, and the immutability
-   of a release tag in the registry. These builds reuse the outer build's disk
-   cache (SLIPWAY_DISK_CACHE, inherited), the first check's outputs, and the
-   outer build's pip repositories: the copy's user.bazelrc overrides each one
-   the images' binaries reach with the outer build's folder of it (found
-   through this test's runfiles), so that about 90 `pip` runs of rules_python's
-   `whl_library` are not repeated. They are made from requirements_lock.txt,
-   which this test copies, so they are the ones the copy would fetch.
-
-One Bazel for both: a second output base would fetch and extract the pip
-repositories of the first check again. Tests run in file order and share the
-repository; the from-scratch check must come first.
+This tests the release flow, not reproducibility (//tests/tools/image:test_rebuild
+builds from scratch), so the nested Bazel reuses the outer build's work: its
+disk cache (SLIPWAY_DISK_CACHE, inherited) and its pip repositories. The
+copy's user.bazelrc overrides each one the images' binaries reach with the
+outer build's folder of it (found through this test's runfiles), so that about
+90 `pip` runs of rules_python's `whl_library` are not repeated. They are made
+from requirements_lock.txt, which this test copies, so they are the ones the
+copy would fetch.
 """
 
 from __future__ import annotations
@@ -46,9 +34,6 @@ import pytest
 RUNFILES = Path(os.environ.get("RUNFILES_DIR", Path(__file__).parents[4]))
 MAIN = RUNFILES / "_main"
 RELEASE = MAIN / "tools/release/release"
-# Built from scratch and compared with this build's (see the module docstring).
-REBUILT = {"processing": "jobs/processing"}
-APP_FILE = "lib/slipway/errors.py"
 USER, PASSWORD = "releaser", "s3cret-pass"
 
 
@@ -120,6 +105,7 @@ def repo(
         "DOCKER_CONFIG": str(docker),
         "BUILD_WORKSPACE_DIRECTORY": str(copy),
     }
+    write_outer_repositories(copy)
     repo = Repo(copy, registry, env)
     repo.commit("README.md", "\n", "second commit")
     repo.git("tag", "-a", "v0.1.0", "-m", "Release 0.1.0", "HEAD~1")
@@ -147,93 +133,16 @@ def outer_pip_repositories() -> dict[str, Path]:
     return found
 
 
-@pytest.fixture(scope="module")
-def outer_repositories(repo: Repo) -> None:
-    """Points the copy's Bazel at the outer pip repositories (after the from-scratch check)."""
+def write_outer_repositories(copy: Path) -> None:
+    """Points the copy's Bazel at the outer build's pip repositories (its user.bazelrc, git-ignored)."""
     repositories = outer_pip_repositories()
     assert len(repositories) > 50, f"expected the images' pip repositories, found {repositories}"
     lines = [f"common --override_repository={name}={path}" for name, path in repositories.items()]
-    (repo.path / "user.bazelrc").write_text(
+    (copy / "user.bazelrc").write_text(
         "# test_release: the outer build's pip repositories (see the test's docstring).\n"
         + "\n".join(lines)
         + "\n"
     )
-
-
-# The release checks: they come after the from-scratch check.
-release_check = pytest.mark.usefixtures("outer_repositories")
-
-
-def layout(root: Path) -> dict[str, Any]:
-    """Manifest digest, layer digests and config digest of an image layout."""
-    index = json.loads((root / "index.json").read_text())
-    digest = index["manifests"][0]["digest"]
-    manifest = json.loads((root / "blobs/sha256" / digest.split(":")[1]).read_text())
-    return {
-        "manifest": digest,
-        "config": manifest["config"]["digest"],
-        "layers": [layer["digest"] for layer in manifest["layers"]],
-    }
-
-
-def build_from_scratch(repo: Repo) -> dict[str, dict[str, Any]]:
-    """Builds REBUILT in the repository without a disk cache: name -> its digests."""
-    done = subprocess.run(
-        [
-            str(repo.path / "tools/bazel"),
-            "build",
-            "--color=no",
-            "--curses=no",
-            *(f"//{package}:oci_image" for package in REBUILT.values()),
-        ],
-        cwd=repo.path,
-        env={**repo.env, "SLIPWAY_DISK_CACHE": ""},
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr[-6000:]
-    return {
-        name: layout(repo.path / "bazel-bin" / package / "oci_image")
-        for name, package in REBUILT.items()
-    }
-
-
-def test_from_scratch_digests_match_and_app_change_touches_only_the_app_layer(
-    repo: Repo,
-) -> None:
-    first = build_from_scratch(repo)
-    for name, package in REBUILT.items():
-        assert first[name] == layout(MAIN / package / "oci_image"), (
-            f"{name}: digests differ between output bases"
-        )
-    push = [
-        str(repo.path / "tools/bazel"),
-        "run",
-        "--color=no",
-        "--curses=no",
-        "//jobs/processing:push",
-        "--",
-        "--repository",
-        f"{repo.registry.host}/scratch/processing",
-    ]
-    env = {**repo.env, "SLIPWAY_DISK_CACHE": ""}
-    done = subprocess.run(push, cwd=repo.path, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-4000:]
-
-    with open(repo.path / APP_FILE, "a") as handle:
-        handle.write("\n# A change to application code only.\n")
-    try:
-        second = build_from_scratch(repo)
-        done = subprocess.run(push, cwd=repo.path, env=env, capture_output=True, text=True)
-    finally:
-        repo.git("checkout", APP_FILE)
-    for name in REBUILT:
-        before, after = first[name], second[name]
-        assert before["layers"][:-1] == after["layers"][:-1], f"{name}: a lower layer changed"
-        assert before["layers"][-1] != after["layers"][-1], f"{name}: the app layer did not change"
-    assert done.returncode == 0, done.stderr[-4000:]
-    uploaded = set(re.findall(r"pushed blob: (sha256:[0-9a-f]{64})", done.stdout + done.stderr))
-    assert uploaded == {second["processing"]["layers"][-1], second["processing"]["config"]}
 
 
 @pytest.mark.parametrize(
@@ -247,7 +156,6 @@ def test_from_scratch_digests_match_and_app_change_touches_only_the_app_layer(
         ("0.1.0-rc.1", "version 0.1.0-rc.1 is not greater than the last release v0.1.0"),
     ],
 )
-@release_check
 def test_refusals_name_the_problem(repo: Repo, version: str, message: str) -> None:
     done = repo.release("--version", version, "--deploy")
     assert done.returncode == 1
@@ -255,7 +163,6 @@ def test_refusals_name_the_problem(repo: Repo, version: str, message: str) -> No
     assert repo.git("tag", "--list") == "v0.1.0"  # no tag made by a refused release
 
 
-@release_check
 def test_refuses_a_dirty_tree(repo: Repo) -> None:
     (repo.path / "README.md").write_text("changed\n")
     try:
@@ -266,7 +173,6 @@ def test_refuses_a_dirty_tree(repo: Repo) -> None:
         repo.git("checkout", "README.md")
 
 
-@release_check
 def test_dry_run_changes_nothing(repo: Repo) -> None:
     done = repo.release("--version", "0.2.0", "--deploy", "--dry-run")
     assert done.returncode == 0, done.stderr
@@ -277,7 +183,6 @@ def test_dry_run_changes_nothing(repo: Repo) -> None:
     assert repo.git("tag", "--list", "v0.2.0") == ""
 
 
-@release_check
 def test_release_pushes_every_image_with_its_tags(
     repo: Repo, image_list: list[dict[str, str]]
 ) -> None:
@@ -308,7 +213,6 @@ def test_release_pushes_every_image_with_its_tags(
     assert refused.returncode != 0 and "UNAUTHORIZED" in refused.stderr.upper()
 
 
-@release_check
 def test_a_push_cut_half_way_is_finished_by_the_same_command(
     repo: Repo, image_list: list[dict[str, str]]
 ) -> None:
@@ -340,7 +244,6 @@ def test_a_push_cut_half_way_is_finished_by_the_same_command(
         assert "0.3.0" in tags and "0.3" in tags, image["name"]
 
 
-@release_check
 def test_a_release_tag_in_the_registry_is_never_overwritten(repo: Repo) -> None:
     # The processing job's own file: its image (and pipelines', which runs it)
     # changes, the other images need no rebuild.
