@@ -8,7 +8,7 @@
     )
 
 gives the files of `srcs` (this repository's only) minus those under an
-excluded top-level folder or with an excluded extension, as runfiles, and
+excluded folder (a workspace path) or with an excluded extension, as runfiles, and
 `<name>.txt`, their workspace-relative paths one a line. The nested-Bazel tests
 copy a repository from it: leaving out what no build of theirs reads (tests,
 docs) keeps them cached when only those change.
@@ -19,8 +19,9 @@ def _source_subset_impl(ctx):
     for f in ctx.files.srcs:
         if f.owner == None or f.owner.workspace_name != "":
             continue
-        top = f.short_path.split("/", 1)[0]
-        if top in ctx.attr.exclude_dirs or f.basename.endswith(tuple(ctx.attr.exclude_extensions)):
+        if [d for d in ctx.attr.exclude_dirs if f.short_path.startswith(d + "/")]:
+            continue
+        if f.basename.endswith(tuple(ctx.attr.exclude_extensions)):
             continue
         kept.append(f)
     listing = ctx.actions.declare_file(ctx.label.name + ".txt")
@@ -32,10 +33,10 @@ def _source_subset_impl(ctx):
 
 source_subset = rule(
     implementation = _source_subset_impl,
-    doc = "The files of `srcs` minus excluded top-level folders and extensions, and `<name>.txt` listing them.",
+    doc = "The files of `srcs` minus excluded folders and extensions, and `<name>.txt` listing them.",
     attrs = {
         "srcs": attr.label_list(allow_files = True, mandatory = True),
-        "exclude_dirs": attr.string_list(doc = "Top-level folders to leave out, e.g. tests."),
+        "exclude_dirs": attr.string_list(doc = "Folders (workspace paths) to leave out, e.g. tests or jobs/training."),
         "exclude_extensions": attr.string_list(doc = "File name endings to leave out, e.g. .md."),
     },
 )

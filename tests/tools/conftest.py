@@ -20,7 +20,6 @@ import pytest
 # Not resolved: under Bazel the tree is a runfiles symlink farm.
 RUNFILES = Path(os.environ.get("RUNFILES_DIR", Path(__file__).parents[3]))
 MAIN = RUNFILES / "_main"
-BUILD_SRCS_LIST = MAIN / "build_srcs.txt"
 # //tools/image:images.json: name, package and target labels of every image.
 IMAGES_JSON = MAIN / "tools/image/images.json"
 
@@ -93,22 +92,23 @@ def image_list() -> list[dict[str, str]]:
     return json.loads(IMAGES_JSON.read_text())  # type: ignore[no-any-return]
 
 
-def copy_sources(dest: Path) -> Path:
-    """Copies what the repository's builds read (//:build_srcs) from the runfiles to `dest`.
+def copy_sources(dest: Path, listing: str = "build_srcs.txt") -> Path:
+    """Copies a part of the sources from the runfiles to `dest`.
 
-    The files are those listed in build_srcs.txt (the sources without tests/
-    and docs); each is copied as a real file with its mode, through its
-    runfiles link. Not a git repository.
+    The files are those listed in `listing`, the list file of a source_subset
+    (tools/srcs.bzl) that the test has as data: build_srcs.txt (//:build_srcs,
+    the sources without tests/ and docs) by default. Each is copied as a real
+    file with its mode, through its runfiles link. Not a git repository.
     """
-    for rel in BUILD_SRCS_LIST.read_text().splitlines():
+    for rel in (MAIN / listing).read_text().splitlines():
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(MAIN / rel, dest / rel)
     return dest
 
 
 @pytest.fixture(scope="session")
-def sources_copy() -> Callable[[Path], Path]:
-    """`sources_copy(dest)`: see copy_sources."""
+def sources_copy() -> Callable[..., Path]:
+    """`sources_copy(dest[, listing])`: see copy_sources."""
     return copy_sources
 
 

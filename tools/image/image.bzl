@@ -302,10 +302,12 @@ def py_image(name, binary, image_name, env = {}, exposed_ports = [], kind = "job
             (`:image` starts it detached and prints its URL).
         layer_groups: the layer groups the binary reaches: names from
             layer_groups.bzl (e.g. "torch"; layered in that file's order),
-            or labels of a team's own layer_group targets (layered last). The build fails when the binary reaches a
-            group of layer_groups.bzl that is not listed, or does not reach
-            one that is. Default: every group of layer_groups.bzl, those the
-            binary does not reach skipped (all of them in the build graph).
+            or labels of a team's own layer_group targets (layered last).
+            Only these are in the image's build graph. The build fails when
+            the binary reaches a group of layer_groups.bzl that is not
+            listed, or does not reach one that is listed. Default: every
+            group of layer_groups.bzl (for a binary that reaches them all;
+            those it does not reach are skipped, but stay in its graph).
         visibility: of the targets; default: the tests, and //jobs/pipelines
             (its KFP compiler pins the images' digests).
     """

@@ -1,7 +1,8 @@
 """Reproducible images, from scratch: a nested Bazel in a copy of the sources.
 
-The copy (//:build_srcs) gets its own output base and no disk cache; only the
-downloads may come from the outer build's repository cache. Its processing
+The copy (//:processing_build_srcs: the sources that build reads) gets its own
+output base and no disk cache; only the downloads may come from the outer
+build's repository cache. Its processing
 image must have the digest of this build's (another output base). That image
 holds every kind of layer image.bzl writes: the base, group layers (numpy,
 pandas, pyarrow, scipy, scikit-learn; torch's and the others' are made by the
@@ -51,10 +52,10 @@ def copy(
     tmp_path_factory: pytest.TempPathFactory,
     start_registry: Callable[..., Any],
     nested_bazel_cleanup: Callable[[list[str], Path], None],
-    sources_copy: Callable[[Path], Path],
+    sources_copy: Callable[..., Path],
 ) -> Iterator[Copy]:
     base = tmp_path_factory.mktemp("rebuild")
-    path = sources_copy(base / "repo")
+    path = sources_copy(base / "repo", "processing_build_srcs.txt")
     (base / "home").mkdir()
     # No disk cache: every action runs (the downloads may come from the
     # repository cache that tools/bazel passes on).
