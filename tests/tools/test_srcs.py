@@ -9,7 +9,8 @@ from pathlib import Path
 
 
 def listing(name: str) -> set[str]:
-    return set(Path(name).read_text().splitlines())
+    """The paths in a copy of a source subset's list (//tests/tools:source_subset_lists)."""
+    return set((Path("tests/tools") / name).read_text().splitlines())
 
 
 def test_build_srcs_leave_out_tests_and_docs() -> None:
