@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +17,15 @@ RUNFILES = Path(os.environ.get("RUNFILES_DIR", Path(__file__).parents[4]))
 MAIN = RUNFILES / "_main"
 
 
-def podman_env(base: Path) -> dict[str, str]:
+def podman_env(base: Path, run_root: Path) -> dict[str, str]:
     """Environment for podman with its own image store under `base`.
 
-    The run root (sockets) is kept short, under /tmp: socket paths are limited
-    to 108 bytes.
+    The run root (sockets) is a short path, e.g. under /tmp: socket paths are
+    limited to 108 bytes.
     """
     if shutil.which("podman") is None:
         raise RuntimeError("podman is not installed (Debian package podman)")
     base.mkdir(parents=True, exist_ok=True)
-    run_root = Path(tempfile.mkdtemp(prefix="slipway-podman-", dir="/tmp"))
     conf = base / "storage.conf"
     conf.write_text(
         f'[storage]\ndriver = "overlay"\ngraphroot = "{base}/graph"\nrunroot = "{run_root}"\n'
@@ -49,9 +48,20 @@ def images(image_list: list[dict[str, str]]) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def make_podman_env() -> Callable[[Path], dict[str, str]]:
-    """`make_podman_env(dir)`: environment for podman with its own store in dir."""
-    return podman_env
+def make_podman_env() -> Iterator[Callable[[Path], dict[str, str]]]:
+    """`make_podman_env(dir)`: environment for podman with its own store in dir.
+
+    Its run roots, in /tmp, are removed at the end of the session.
+    """
+    run_roots: list[Path] = []
+
+    def make(base: Path) -> dict[str, str]:
+        run_roots.append(Path(tempfile.mkdtemp(prefix="slipway-podman-", dir="/tmp")))
+        return podman_env(base, run_roots[-1])
+
+    yield make
+    for run_root in run_roots:
+        shutil.rmtree(run_root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
