@@ -8,8 +8,8 @@ holds it, and its packages are nowhere else in the image; the service carries
 none of the data, plotting or MLflow-server packages; no layer ships a
 third-party test suite, nor torch's C++ tests, test programs or headers; the
 build's bytecode of torch, pandas and pyarrow is in (a non-root container
-cannot write it), numpy's and scipy's out (the processing image's size);
-pyarrow's C++ headers and sources and the Cython sources are out.
+cannot write it), numpy's and scipy's out (the processing image's size),
+sympy's and mpmath's out (the torch images' size); pyarrow's C++ headers and sources and the Cython sources are out.
 """
 
 from __future__ import annotations
@@ -135,6 +135,11 @@ def test_torch_layer_holds_bytecode_and_no_cpp_tests_or_headers() -> None:
     for left_out in ("test/", "include/", "bin/test_", "bin/protoc"):
         found = [p for p in paths if site + left_out in p]
         assert not found[:3], left_out
+    # sympy's and mpmath's sources without their bytecode (only training imports them).
+    for package in ("sympy", "mpmath"):
+        assert any(p.endswith(f"/site-packages/{package}/__init__.py") for p in paths), package
+        found = [p for p in paths if f"/site-packages/{package}/" in p and "/__pycache__/" in p]
+        assert not found[:3], package
 
 
 @pytest.mark.parametrize(
