@@ -9,7 +9,8 @@ none of the data, plotting or MLflow-server packages; no layer ships a
 third-party test suite, nor torch's C++ tests, test programs or headers; the
 build's bytecode of torch, pandas and pyarrow is in (a non-root container
 cannot write it), numpy's and scipy's out (the processing image's size),
-sympy's and mpmath's out (the torch images' size); pyarrow's C++ headers and sources and the Cython sources are out.
+sympy's and mpmath's out (the torch images' size); pyarrow's C++ headers and
+sources and the Cython sources are out.
 """
 
 from __future__ import annotations
