@@ -14,8 +14,8 @@
 #   6. after reverting that too (everything found in a cache),
 #   7. `tools/bazel run //service:load` twice: the second finds the image in
 #      podman (the machine's own store) and loads nothing.
-# Prints a Markdown table: seconds, and how many test targets ran (not cached). PyPI downloads go through pip's own cache
-# (~/.cache/pip), so "cold" means a new clone on a machine that has run pip.
+# Prints a Markdown table: seconds, and how many test targets ran (not cached). rules_python's
+# pip keeps no wheel downloads in ~/.cache/pip here, so every cold run fetches every wheel.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
