@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from jobs.pipelines import kfp_pipeline
 NUM_SHARDS = 2
 # 269 test rows in batches of 64: both shards get rows (shards split by batches).
 BATCH_SIZE = 64
+# The local runner's data dir and its process, running beside the KFP run.
+LocalRun = tuple[Path, Future[subprocess.CompletedProcess[str]]]
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -92,13 +95,30 @@ def docker_host(
 
 
 @pytest.fixture(scope="module")
+def local_run_started(tmp_path_factory: pytest.TempPathFactory, run_job: Any) -> Iterator[LocalRun]:
+    """The local runner on the same seed (embedded registry), started in a thread.
+
+    It needs no image, registry or container, so it runs beside the KFP run instead of
+    after it: this test often runs last, when a core would otherwise sit idle.
+    Returns its data dir and the finished process to come.
+    """
+    data_dir = tmp_path_factory.mktemp("local-run") / "data"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        args = ("pipelines", "--data-dir", str(data_dir), "--seed", "0")
+        yield data_dir, pool.submit(run_job, *args, timeout=900)
+
+
+@pytest.fixture(scope="module")
 def kfp_run(
+    local_run_started: LocalRun,
     tmp_path_factory: pytest.TempPathFactory,
     registry_host: str,
     docker_host: str,
     mlflow_server: str,
 ) -> Path:
     """Compile, then run the pipeline with kfp.local; returns the data dir.
+
+    Takes `local_run_started` first so that the local run starts before the pushes.
 
     The data dir is under the pipeline root, which kfp.local mounts at the same path
     and keeps (it removes its workspace, the default data dir, when the run ends).
@@ -133,10 +153,10 @@ def kfp_run(
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory: pytest.TempPathFactory, run_job: Any) -> Path:
-    """The local runner on the same seed (embedded registry); returns its data dir."""
-    data_dir = tmp_path_factory.mktemp("local-run") / "data"
-    done = run_job("pipelines", "--data-dir", str(data_dir), "--seed", "0", timeout=900)
+def local_run(local_run_started: LocalRun) -> Path:
+    """The local runner's data dir, once it has finished."""
+    data_dir, future = local_run_started
+    done = future.result()
     # The same rows, scored by the local runner's one inference process.
     assert done.returncode == 0, done.stderr[-3000:]
     return data_dir
