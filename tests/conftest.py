@@ -44,8 +44,6 @@ def job_env() -> dict[str, str]:
         if not k.startswith(("SLIPWAY_", "MLFLOW_TRACKING_URI", "BUILD_WORKSPACE_DIRECTORY"))
     }
     env["SLIPWAY_NO_PROGRESS"] = "1"
-    # Bazel runs tests side by side on few cores: one torch thread per job process.
-    env["OMP_NUM_THREADS"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

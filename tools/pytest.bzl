@@ -31,6 +31,12 @@ def py_pytest_test(name, srcs, deps = [], data = [], args = [], **kwargs):
     # build reloads and re-analyses it. The pip packages' bytecode is built.
     if "no-sandbox" in kwargs.get("tags", []):
         kwargs["env"] = {"PYTHONDONTWRITEBYTECODE": "1"} | kwargs.get("env", {})
+
+    # Bazel reserves one CPU for a test and runs others beside it: one torch
+    # (OpenMP) thread in the test and the jobs it starts. With two threads each, two
+    # trainings side by side on two cores spin in OpenMP's barriers: 72-92 CPU-s
+    # each in test_kfp_local, 16 with one thread.
+    kwargs["env"] = {"OMP_NUM_THREADS": "1"} | kwargs.get("env", {})
     py_test(
         name = name,
         srcs = srcs + [Label("//tools:pytest_main.py")],

@@ -151,10 +151,14 @@ class DistContext:
 def init_distributed(ctx: DistContext) -> None:
     """Join the gloo process group (if distributed) and share the CPU cores between ranks.
 
-    Collectives time out after `ctx.timeout_seconds`.
+    Intra-op threads: `OMP_NUM_THREADS` when it is set (torch reads it at start-up;
+    torchrun sets it to 1 when it starts several ranks), else the CPUs this process
+    may run on (its affinity: taskset, a container's cpuset) divided by the ranks
+    on this node. Collectives time out after `ctx.timeout_seconds`.
     """
-    cores = os.cpu_count() or 1
-    torch.set_num_threads(max(1, cores // max(1, ctx.local_world_size)))
+    if not os.environ.get("OMP_NUM_THREADS"):
+        cores = len(os.sched_getaffinity(0))
+        torch.set_num_threads(max(1, cores // max(1, ctx.local_world_size)))
     if ctx.distributed and not dist.is_initialized():
         with ctx.collective("the other ranks to join the process group"):
             dist.init_process_group(backend="gloo", timeout=timedelta(seconds=ctx.timeout_seconds))

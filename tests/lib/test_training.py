@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,24 @@ def test_config_validation_and_dist_context() -> None:
     ctx = training.DistContext.from_env({"RANK": "1", "WORLD_SIZE": "2"})
     assert ctx.distributed and not ctx.is_main and ctx.local_world_size == 2
     assert training.DistContext.from_env({}).is_main
+
+
+def test_threads_follow_omp_num_threads_else_the_cpus_it_may_run_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before, cpus = torch.get_num_threads(), os.sched_getaffinity(0)
+    try:
+        torch.set_num_threads(3)
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        training.init_distributed(training.DistContext())
+        assert torch.get_num_threads() == 3  # the user's setting stands
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        os.sched_setaffinity(0, {min(cpus)})  # as under `taskset -c` or a cpuset
+        training.init_distributed(training.DistContext())
+        assert torch.get_num_threads() == 1  # not os.cpu_count()
+    finally:
+        os.sched_setaffinity(0, cpus)
+        torch.set_num_threads(before)
 
 
 def test_to_tensors(digits_frame: pd.DataFrame) -> None:

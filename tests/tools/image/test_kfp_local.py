@@ -136,7 +136,12 @@ def kfp_run(
     os.environ["DOCKER_HOST"] = docker_host
     try:
         kfp.local.init(
-            runner=kfp.local.DockerRunner(network_mode="host"),
+            # One CPU per container: its training takes one torch thread (the
+            # CPUs it may run on), as the local run does under Bazel's
+            # OMP_NUM_THREADS=1, so both train alike, side by side.
+            runner=kfp.local.DockerRunner(
+                network_mode="host", cpuset_cpus=str(min(os.sched_getaffinity(0)))
+            ),
             pipeline_root=str(pipeline_root),
             workspace_root=str(base / "workspace"),
         )
