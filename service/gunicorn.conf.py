@@ -191,6 +191,13 @@ def pre_fork(server: Any, worker: Any) -> None:
     worker.slot = next((i for i in range(len(_slot_sockets)) if i not in taken), None)
 
 
+def post_fork(server: Any, worker: Any) -> None:
+    # In the new worker, before it imports torch and the app: its slipway_model_ready
+    # (0) exists from here on, so the minimum over live workers is not 1 while one
+    # still boots. The module imports only prometheus_client.
+    from service import metrics  # noqa: F401
+
+
 def child_exit(server: Any, worker: Any) -> None:
     # Drops the dead worker's live gauges (slipway_model_ready); its counters stay summed.
     from prometheus_client import multiprocess

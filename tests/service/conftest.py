@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 from slipway.client import InferenceClient
 
 # Not resolved: under Bazel the tree is a runfiles symlink farm.
@@ -52,6 +53,22 @@ class Server:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"{text!r} not logged; log:\n{self.log()}")
             time.sleep(0.1)
+
+    def wait_every_worker_ready(self, timeout: float = START_SECONDS) -> None:
+        """Wait until every worker has loaded the model, not only the one that answers.
+
+        `/v2/health/ready` comes from whichever worker takes the connection; the
+        `slipway_model_ready` gauge is the minimum over the live workers
+        (prometheus_client's livemin), so a new connection cannot reach one still loading.
+        """
+        self.client().wait_ready(timeout)
+        deadline = time.monotonic() + timeout
+        while "slipway_model_ready 1.0" not in requests.get(f"{self.url}/metrics").text:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"not every worker ready after {timeout:.0f}s; log:\n{self.log()}"
+                )
+            time.sleep(0.2)
 
     def stop(self, timeout: float = 40) -> int:
         """SIGTERM (gunicorn's graceful shutdown); returns the exit code."""
@@ -135,7 +152,7 @@ def registry_data_dir(tmp_path_factory: pytest.TempPathFactory, model_dir: Path)
 
 @pytest.fixture(scope="session")
 def server(start_server: Callable[..., Server], model_dir: Path) -> Server:
-    """A ready service with 2 workers serving `model_dir`."""
+    """A ready service with 2 workers serving `model_dir` (both loaded)."""
     srv = start_server("--model-dir", str(model_dir))
-    srv.client().wait_ready(START_SECONDS)
+    srv.wait_every_worker_ready()
     return srv

@@ -242,13 +242,7 @@ def test_live_but_not_ready_while_the_registry_is_down(
         assert raised.value.status == 503 and "still loading" in raised.value.message
 
     mlflow_server_on(registry_port, registry_data_dir)
-    client.wait_ready(START_SECONDS)
-    # Every worker, not the one a kept-alive connection reaches: slipway_model_ready
-    # is the minimum over the live workers (prometheus_client's livemin).
-    deadline = time.monotonic() + START_SECONDS
-    while "slipway_model_ready 1.0" not in requests.get(server.url + "/metrics").text:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    server.wait_every_worker_ready()
     for _ in range(6):  # new connections: whichever worker answers serves version 1
         answer = requests.post(
             server.url + f"/v2/models/{MODEL_NAME}/infer",
