@@ -15,8 +15,9 @@ Settings from the environment (defaults fit the cores present):
 
 Forking and torch: torch's intra-op thread pool does not survive fork(), and a worker
 forked from a master that used it can hang (benoitc/gunicorn#2478, pytorch/pytorch#49555).
-So the master never imports torch: no `preload_app`, this file imports no Slipway code,
-and each worker imports torch and loads the model itself, after the fork.
+So the master never imports torch: no `preload_app`, the master imports no Slipway code
+(`post_fork` imports `service.metrics`, which holds no torch, in the new worker), and
+each worker imports torch and loads the model itself, after the fork.
 """
 
 from __future__ import annotations
