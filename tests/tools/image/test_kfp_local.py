@@ -213,4 +213,14 @@ def test_every_test_row_is_predicted_exactly_once_across_the_shards(kfp_run: Pat
 def test_kfp_run_matches_the_local_runner_on_the_same_seed(kfp_run: Path, local_run: Path) -> None:
     kfp_champion, local_champion = report(kfp_run)["champion"], report(local_run)["champion"]
     assert kfp_champion["test"] == local_champion["test"]
-    assert predictions(kfp_run, "*.shard-*.parquet") == predictions(local_run, "*.parquet")
+    kfp_rows = predictions(kfp_run, "*.shard-*.parquet")
+    local_rows = predictions(local_run, "*.parquet")
+    assert sorted(kfp_rows) == sorted(local_rows)
+    assert {key: label for key, (label, _) in kfp_rows.items()} == {
+        key: label for key, (label, _) in local_rows.items()
+    }
+    # The KFP run scores 64-row batches, the local runner one batch of 269: torch's
+    # CPU matrix products may round differently with another batch shape (seen
+    # here: 0.80315870 against 0.80315858, 2 float32 ulps).
+    for key, (_, probability) in kfp_rows.items():
+        assert probability == pytest.approx(local_rows[key][1], abs=1e-6), f"row {key}"
