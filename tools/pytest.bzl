@@ -2,7 +2,8 @@
 
 Slipway's single way to declare a test: `tests/` mirrors `lib/`, `jobs/`,
 `service/` and `tools/`, and each `test_*.py` there gets one target, so Bazel
-caches, shards and reports each file on its own.
+caches and reports each file on its own. A long file with independent tests
+sets `shard_count`: tools/pytest_main.py runs each shard's share of them.
 """
 
 load("@pypi//:requirements.bzl", "requirement")
